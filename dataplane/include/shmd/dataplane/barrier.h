@@ -1,0 +1,42 @@
+// Asymmetric fences for the sleep/wake handshake (the Dekker pattern between a waker that
+// publishes data then checks for sleepers, and a sleeper that announces itself then checks
+// for data). Each side needs a store-load fence; the waker runs on every message, the
+// sleeper only when it is about to make a syscall anyway. So the waker's fence is only a
+// compiler barrier (LightBarrier) and the sleeper pays for both with
+// membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) (HeavyBarrier), which makes every CPU that
+// runs a registered process execute a full barrier (see membarrier(2)).
+//
+// Every process using shmd registers at its first attach (RegisterAsymmetricBarrier). If
+// the kernel refuses membarrier, both sides fall back to a full fence: correct, slower.
+#pragma once
+
+#include <atomic>
+
+namespace shmd {
+
+namespace internal {
+// True once membarrier is registered for this process; read on every publish.
+extern std::atomic<bool> g_membarrier_ready;
+}  // namespace internal
+
+// Idempotent and thread-safe; returns whether the fast (membarrier) mode is on.
+bool RegisterAsymmetricBarrier();
+
+// Waker side, on the hot path: after the publishing store, before reading the wait word.
+inline void LightBarrier() {
+#if defined(__SANITIZE_THREAD__)
+  // ThreadSanitizer does not model membarrier; give it a fence it understands.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+#else
+  if (internal::g_membarrier_ready.load(std::memory_order_relaxed)) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  } else {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+#endif
+}
+
+// Sleeper side, on the slow path: after announcing itself, before re-checking the data.
+void HeavyBarrier();
+
+}  // namespace shmd
