@@ -42,8 +42,7 @@ uint64_t ReclaimPoolBlocks(const Segment& segment, uint32_t slot) {
   for (uint32_t i = 0; i < segment.params().block_count; ++i) {
     uint32_t owner = dead_owner;
     // The owner is dead, so only another reclaimer could race us: the CAS picks one.
-    if (meta[i].owner.compare_exchange_strong(owner, layout::kNoOwner,
-                                              std::memory_order_acq_rel)) {
+    if (meta[i].owner.compare_exchange_strong(owner, layout::kNoOwner, std::memory_order_acq_rel)) {
       PushFree(control, meta, i);
       ++reclaimed;
     }
@@ -62,8 +61,8 @@ Result<Segment> CreateBlockPool(const ShmDir& dir, std::string_view name, const 
   params.blocks_offset = layout::kDataOffset;
   const uint64_t blocks_bytes = uint64_t{spec.block_count} * spec.block_size;
   params.meta_offset = layout::kDataOffset + blocks_bytes;
-  const uint64_t meta_bytes =
-      (uint64_t{spec.block_count} * sizeof(BlockMeta) + layout::kPad - 1) & ~uint64_t{layout::kPad - 1};
+  const uint64_t meta_bytes = (uint64_t{spec.block_count} * sizeof(BlockMeta) + layout::kPad - 1) &
+                              ~uint64_t{layout::kPad - 1};
   return Segment::Create(dir, name, layout::ObjectKind::kBlockPool, params,
                          blocks_bytes + meta_bytes, options, [](Segment& segment) {
                            // Chain every block: 0 -> 1 -> ... -> n-1 -> nil, head at 0.
@@ -105,7 +104,8 @@ Result<BlockPool> BlockPool::Attach(std::shared_ptr<Segment> segment, const Wait
   return BlockPool(std::move(segment), *slot, wait);
 }
 
-Result<BlockPool> BlockPool::Open(const ShmDir& dir, std::string_view name, const WaitOptions& wait) {
+Result<BlockPool> BlockPool::Open(const ShmDir& dir, std::string_view name,
+                                  const WaitOptions& wait) {
   Result<Segment> segment = Segment::Open(dir, name, layout::ObjectKind::kBlockPool);
   if (!segment.ok()) return segment.error();
   return Attach(std::make_shared<Segment>(std::move(segment).value()), wait);
@@ -185,9 +185,7 @@ Status BlockPool::AllocateFor(Block* out, Nanos timeout) noexcept {
   for (;;) {
     s = WaitFor(
         control_->block_freed, wait_, spin_, deadline, &slot.counters[layout::kCounterWaits],
-        [&] {
-          return IndexOf(control_->free_head.load(std::memory_order_acquire)) != kNilBlock;
-        },
+        [&] { return IndexOf(control_->free_head.load(std::memory_order_acquire)) != kNilBlock; },
         [] { return false; });
     if (s != Status::kOk) return s;
     s = TryAllocate(out);
@@ -230,8 +228,7 @@ Status BlockPool::Handoff(uint32_t index, uint32_t length, layout::BlockDescript
 Status BlockPool::Accept(layout::BlockDescriptor d, std::span<const std::byte>* out) noexcept {
   if (d.index >= block_count_ || d.length > block_size_) return Status::kCorrupted;
   uint32_t owner = layout::kInTransit;
-  if (!meta_[d.index].owner.compare_exchange_strong(owner, owner_tag_,
-                                                    std::memory_order_acquire)) {
+  if (!meta_[d.index].owner.compare_exchange_strong(owner, owner_tag_, std::memory_order_acquire)) {
     return Status::kCorrupted;
   }
   *out = {BlockData(d.index), d.length};

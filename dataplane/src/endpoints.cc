@@ -62,9 +62,8 @@ Result<uint32_t> ClaimEndpoint(const Segment& segment, layout::EndpointRole role
     for (uint32_t i = 0; i < layout::kMaxEndpoints; ++i) {
       EndpointSlot& slot = table.slots[i];
       uint32_t state = kFree;
-      if (!slot.state.compare_exchange_strong(state,
-                                              static_cast<uint32_t>(EndpointState::kClaiming),
-                                              std::memory_order_acquire)) {
+      if (!slot.state.compare_exchange_strong(
+              state, static_cast<uint32_t>(EndpointState::kClaiming), std::memory_order_acquire)) {
         continue;
       }
       slot.role = static_cast<uint32_t>(role);
@@ -72,10 +71,10 @@ Result<uint32_t> ClaimEndpoint(const Segment& segment, layout::EndpointRole role
       slot.uid = self.uid;
       slot.start_time = self.start_time;
       slot.pid_namespace = self.pid_namespace;
-      slot.attached_unix_ns = static_cast<uint64_t>(
-          std::chrono::duration_cast<std::chrono::nanoseconds>(
-              std::chrono::system_clock::now().time_since_epoch())
-              .count());
+      slot.attached_unix_ns =
+          static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count());
       slot.lease_id = 0;
       slot.incarnation.fetch_add(1, std::memory_order_relaxed);
       // Publishes the identity above to anyone who reads kLive with acquire.
@@ -84,8 +83,8 @@ Result<uint32_t> ClaimEndpoint(const Segment& segment, layout::EndpointRole role
 
       for (int tries = 0; tries < 4; ++tries) {
         uint32_t owner = 0;
-        if (RoleOwner(segment, role).compare_exchange_strong(owner, i + 1,
-                                                             std::memory_order_acq_rel)) {
+        if (RoleOwner(segment, role)
+                .compare_exchange_strong(owner, i + 1, std::memory_order_acq_rel)) {
           return i;
         }
         // Somebody holds the role: fine if they are dead (clear them and retry).
@@ -99,8 +98,8 @@ Result<uint32_t> ClaimEndpoint(const Segment& segment, layout::EndpointRole role
                          "); this kind of object takes one; detach it first");
       }
       ReleaseEndpoint(segment, i);
-      return Error(ErrorCode::kBusy, "the role on \"" + segment.name() +
-                                         "\" keeps changing hands; retry");
+      return Error(ErrorCode::kBusy,
+                   "the role on \"" + segment.name() + "\" keeps changing hands; retry");
     }
     // No free slot: dead endpoints may be holding them.
     if (ClearDeadEndpoints(segment) == 0) break;
@@ -174,8 +173,8 @@ bool PeerWatch::Gone(bool check_process) {
     if (owner == 0) return lost_;
     // A (new) holder: adopt it.
     slot_plus_one_ = owner;
-    incarnation_ = segment_->endpoints().slots[owner - 1].incarnation.load(
-        std::memory_order_acquire);
+    incarnation_ =
+        segment_->endpoints().slots[owner - 1].incarnation.load(std::memory_order_acquire);
     lost_ = false;
   }
   const EndpointSlot& slot = segment_->endpoints().slots[slot_plus_one_ - 1];

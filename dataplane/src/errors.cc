@@ -8,33 +8,54 @@ namespace shmd {
 
 const char* ErrorCodeName(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kInvalidArgument: return "invalid argument";
-    case ErrorCode::kNotFound: return "not found";
-    case ErrorCode::kAlreadyExists: return "already exists";
-    case ErrorCode::kPermissionDenied: return "permission denied";
-    case ErrorCode::kNoSpace: return "no space";
-    case ErrorCode::kVersionMismatch: return "version mismatch";
-    case ErrorCode::kWrongKind: return "wrong kind";
-    case ErrorCode::kCorrupted: return "corrupted";
-    case ErrorCode::kNotReady: return "not ready";
-    case ErrorCode::kBusy: return "busy";
-    case ErrorCode::kSystem: return "system error";
+    case ErrorCode::kInvalidArgument:
+      return "invalid argument";
+    case ErrorCode::kNotFound:
+      return "not found";
+    case ErrorCode::kAlreadyExists:
+      return "already exists";
+    case ErrorCode::kPermissionDenied:
+      return "permission denied";
+    case ErrorCode::kNoSpace:
+      return "no space";
+    case ErrorCode::kVersionMismatch:
+      return "version mismatch";
+    case ErrorCode::kWrongKind:
+      return "wrong kind";
+    case ErrorCode::kCorrupted:
+      return "corrupted";
+    case ErrorCode::kNotReady:
+      return "not ready";
+    case ErrorCode::kBusy:
+      return "busy";
+    case ErrorCode::kSystem:
+      return "system error";
   }
   return "unknown error";
 }
 
 const char* StatusName(Status status) {
   switch (status) {
-    case Status::kOk: return "ok";
-    case Status::kFull: return "full";
-    case Status::kEmpty: return "empty";
-    case Status::kTimeout: return "timeout";
-    case Status::kPeerGone: return "peer gone";
-    case Status::kClosed: return "closed";
-    case Status::kTooLarge: return "too large";
-    case Status::kInvalidArgument: return "invalid argument";
-    case Status::kCorrupted: return "corrupted";
-    case Status::kLapped: return "lapped";
+    case Status::kOk:
+      return "ok";
+    case Status::kFull:
+      return "full";
+    case Status::kEmpty:
+      return "empty";
+    case Status::kTimeout:
+      return "timeout";
+    case Status::kPeerGone:
+      return "peer gone";
+    case Status::kClosed:
+      return "closed";
+    case Status::kTooLarge:
+      return "too large";
+    case Status::kInvalidArgument:
+      return "invalid argument";
+    case Status::kCorrupted:
+      return "corrupted";
+    case Status::kLapped:
+      return "lapped";
   }
   return "unknown status";
 }

@@ -57,21 +57,27 @@ Error Geometry(const std::string& what) { return Error(ErrorCode::kInvalidArgume
 
 const char* KindName(ObjectKind kind) {
   switch (kind) {
-    case ObjectKind::kNone: return "none";
-    case ObjectKind::kRegion: return "region";
-    case ObjectKind::kSpscRing: return "spsc ring";
-    case ObjectKind::kMpmcRing: return "mpmc ring";
-    case ObjectKind::kBroadcastRing: return "broadcast ring";
-    case ObjectKind::kBlockPool: return "block pool";
+    case ObjectKind::kNone:
+      return "none";
+    case ObjectKind::kRegion:
+      return "region";
+    case ObjectKind::kSpscRing:
+      return "spsc ring";
+    case ObjectKind::kMpmcRing:
+      return "mpmc ring";
+    case ObjectKind::kBroadcastRing:
+      return "broadcast ring";
+    case ObjectKind::kBlockPool:
+      return "block pool";
   }
   return "unknown";
 }
 
 VoidResult ValidateName(std::string_view name, std::string_view what) {
   if (name.empty() || name.size() > 200) {
-    return Error(ErrorCode::kInvalidArgument,
-                 std::string(what) + " must be 1 to 200 characters, got " +
-                     std::to_string(name.size()));
+    return Error(
+        ErrorCode::kInvalidArgument,
+        std::string(what) + " must be 1 to 200 characters, got " + std::to_string(name.size()));
   }
   if (name == "." || name == "..") {
     return Error(ErrorCode::kInvalidArgument, std::string(what) + " may not be \".\" or \"..\"");
@@ -129,8 +135,8 @@ VoidResult ValidateGeometry(ObjectKind kind, const layout::ObjectParams& p, uint
                         " must be 1 to 16777216 bytes");
       }
       if (p.slot_size != layout::SlotSizeFor(p.max_message)) {
-        return Geometry("slot size " + std::to_string(p.slot_size) + " does not match max message " +
-                        std::to_string(p.max_message));
+        return Geometry("slot size " + std::to_string(p.slot_size) +
+                        " does not match max message " + std::to_string(p.max_message));
       }
       if (data_size != p.capacity * p.slot_size) {
         return Geometry("data size " + std::to_string(data_size) + " != slots x slot size");
@@ -148,8 +154,7 @@ VoidResult ValidateGeometry(ObjectKind kind, const layout::ObjectParams& p, uint
                         " must be a multiple of 64 from 64 bytes to 1 GiB");
       }
       if (p.block_count == 0 || p.block_count > kMaxBlocks) {
-        return Geometry("block count " + std::to_string(p.block_count) +
-                        " must be 1 to 16777216");
+        return Geometry("block count " + std::to_string(p.block_count) + " must be 1 to 16777216");
       }
       uint64_t blocks_bytes = uint64_t{p.block_count} * p.block_size;
       if (p.blocks_offset != layout::kDataOffset ||
@@ -169,10 +174,10 @@ VoidResult ValidateObject(const void* base, uint64_t size, ObjectKind expected,
                           std::string_view what) {
   const std::string name = Quote(what);
   if (size < layout::kDataOffset) {
-    return Error(ErrorCode::kCorrupted,
-                 name + " is truncated: " + std::to_string(size) +
-                     " bytes, but every shmd object has at least " +
-                     std::to_string(layout::kDataOffset) + "; remove it and create it again");
+    return Error(ErrorCode::kCorrupted, name + " is truncated: " + std::to_string(size) +
+                                            " bytes, but every shmd object has at least " +
+                                            std::to_string(layout::kDataOffset) +
+                                            "; remove it and create it again");
   }
   const auto& page = *static_cast<const layout::HeaderPage*>(base);
   const auto& h = page.header;
@@ -182,8 +187,9 @@ VoidResult ValidateObject(const void* base, uint64_t size, ObjectKind expected,
   uint32_t version = h.layout_version.load(std::memory_order_acquire);
   if (version == 0) {
     return Error(ErrorCode::kNotReady,
-                 name + " is still being created, or its creator died before finishing; "
-                        "retry, or remove it");
+                 name +
+                     " is still being created, or its creator died before finishing; "
+                     "retry, or remove it");
   }
   if (version != layout::kLayoutVersion) {
     return Error(ErrorCode::kVersionMismatch,
@@ -197,14 +203,14 @@ VoidResult ValidateObject(const void* base, uint64_t size, ObjectKind expected,
     return Error(ErrorCode::kCorrupted, name + " has an unknown kind " + std::to_string(h.kind));
   }
   if (expected != ObjectKind::kNone && kind != expected) {
-    return Error(ErrorCode::kWrongKind, name + " is a " + KindName(kind) + ", not a " +
-                                            KindName(expected));
+    return Error(ErrorCode::kWrongKind,
+                 name + " is a " + KindName(kind) + ", not a " + KindName(expected));
   }
   if (h.total_size != size || h.data_offset != layout::kDataOffset ||
       h.data_size != size - layout::kDataOffset) {
-    return Error(ErrorCode::kCorrupted,
-                 name + " claims " + std::to_string(h.total_size) + " bytes but its file has " +
-                     std::to_string(size) + "; it was truncated or overwritten");
+    return Error(ErrorCode::kCorrupted, name + " claims " + std::to_string(h.total_size) +
+                                            " bytes but its file has " + std::to_string(size) +
+                                            "; it was truncated or overwritten");
   }
   if (h.max_endpoints != layout::kMaxEndpoints) {
     return Error(ErrorCode::kCorrupted, name + " has an impossible endpoint count");
@@ -218,8 +224,8 @@ VoidResult ValidateObject(const void* base, uint64_t size, ObjectKind expected,
   }
   VoidResult geometry = ValidateGeometry(kind, page.params, h.data_size);
   if (!geometry.ok()) {
-    return Error(ErrorCode::kCorrupted, name + " has a corrupted geometry: " +
-                                            geometry.error().message());
+    return Error(ErrorCode::kCorrupted,
+                 name + " has a corrupted geometry: " + geometry.error().message());
   }
   return Ok{};
 }
@@ -271,9 +277,9 @@ Result<Segment> Segment::Create(const ShmDir& dir, std::string_view name, Object
   if (fd < 0) {
     int err = errno;
     if (err == EEXIST) {
-      return Error(ErrorCode::kAlreadyExists,
-                   std::string(KindName(kind)) + " " + Quote(name) + " already exists at " + path +
-                       "; open it, or remove it first");
+      return Error(ErrorCode::kAlreadyExists, std::string(KindName(kind)) + " " + Quote(name) +
+                                                  " already exists at " + path +
+                                                  "; open it, or remove it first");
     }
     return SysError(err, "cannot create " + path);
   }
@@ -307,10 +313,10 @@ Result<Segment> Segment::Create(const ShmDir& dir, std::string_view name, Object
   page.header.total_size = total;
   page.header.data_offset = layout::kDataOffset;
   page.header.data_size = data_size;
-  page.header.created_unix_ns = static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(
-          std::chrono::system_clock::now().time_since_epoch())
-          .count());
+  page.header.created_unix_ns =
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count());
   page.header.generation.store(1, std::memory_order_relaxed);
   page.header.creator_uid = static_cast<uint32_t>(geteuid());
   page.header.creator_pid = static_cast<uint32_t>(getpid());
@@ -405,9 +411,8 @@ VoidResult Segment::Remove(const ShmDir& dir, std::string_view name) {
 
 VoidResult Segment::Resize(uint64_t new_data_size) {
   if (kind() != ObjectKind::kRegion) {
-    return Error(ErrorCode::kInvalidArgument,
-                 std::string("only regions can be resized; ") + Quote(name_) + " is a " +
-                     KindName(kind()));
+    return Error(ErrorCode::kInvalidArgument, std::string("only regions can be resized; ") +
+                                                  Quote(name_) + " is a " + KindName(kind()));
   }
   if (auto r = ValidateGeometry(ObjectKind::kRegion, params(), new_data_size); !r.ok()) {
     return r.error();

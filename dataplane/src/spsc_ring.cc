@@ -60,10 +60,10 @@ SpscProducer::SpscProducer(std::shared_ptr<Segment> segment, uint32_t slot, cons
     const uint64_t header = HeaderAt(position_).load(std::memory_order_acquire);
     if (header == 0) break;
     const uint64_t offset = position_ & mask_;
-    const uint64_t step = layout::RecordTypeOf(header) ==
-                                  static_cast<uint32_t>(layout::RecordType::kPadding)
-                              ? capacity_ - offset
-                              : layout::RecordSize(layout::RecordLength(header));
+    const uint64_t step =
+        layout::RecordTypeOf(header) == static_cast<uint32_t>(layout::RecordType::kPadding)
+            ? capacity_ - offset
+            : layout::RecordSize(layout::RecordLength(header));
     if (offset + step > capacity_) break;  // corrupt: the consumer will report it
     position_ += step;
     walked += step;
@@ -75,7 +75,8 @@ SpscProducer::SpscProducer(std::shared_ptr<Segment> segment, uint32_t slot, cons
   control_->producer_position.store(position_, std::memory_order_relaxed);
 }
 
-Result<SpscProducer> SpscProducer::Attach(std::shared_ptr<Segment> segment, const WaitOptions& wait) {
+Result<SpscProducer> SpscProducer::Attach(std::shared_ptr<Segment> segment,
+                                          const WaitOptions& wait) {
   if (auto r = CheckKind(segment); !r.ok()) return r.error();
   Result<uint32_t> slot = ClaimEndpoint(*segment, EndpointRole::kProducer, /*exclusive=*/true);
   if (!slot.ok()) return slot.error();
@@ -89,8 +90,7 @@ Result<SpscProducer> SpscProducer::Open(const ShmDir& dir, std::string_view name
   return Attach(std::move(segment).value(), wait);
 }
 
-SpscProducer::SpscProducer(SpscProducer&& other) noexcept
-    : spin_(other.spin_) {
+SpscProducer::SpscProducer(SpscProducer&& other) noexcept : spin_(other.spin_) {
   *this = std::move(other);
 }
 
@@ -202,7 +202,8 @@ SpscConsumer::SpscConsumer(std::shared_ptr<Segment> segment, uint32_t slot, cons
   bytes_ = control_->bytes_read.load(std::memory_order_relaxed);
 }
 
-Result<SpscConsumer> SpscConsumer::Attach(std::shared_ptr<Segment> segment, const WaitOptions& wait) {
+Result<SpscConsumer> SpscConsumer::Attach(std::shared_ptr<Segment> segment,
+                                          const WaitOptions& wait) {
   if (auto r = CheckKind(segment); !r.ok()) return r.error();
   Result<uint32_t> slot = ClaimEndpoint(*segment, EndpointRole::kConsumer, /*exclusive=*/true);
   if (!slot.ok()) return slot.error();

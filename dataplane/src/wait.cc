@@ -30,8 +30,7 @@ uint32_t PrepareSleep(layout::WaitWord& word) {
 void CancelSleep(layout::WaitWord& word) {
   // Saturating decrement: a cleaner may have reset the count of a dead sleeper to 0.
   uint32_t n = word.waiters.load(std::memory_order_relaxed);
-  while (n != 0 &&
-         !word.waiters.compare_exchange_weak(n, n - 1, std::memory_order_relaxed)) {
+  while (n != 0 && !word.waiters.compare_exchange_weak(n, n - 1, std::memory_order_relaxed)) {
   }
 }
 

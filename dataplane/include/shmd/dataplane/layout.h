@@ -117,7 +117,7 @@ static_assert(offsetof(ObjectParams, policy) == 40);
 // slot's counters here (fetch_add: clearing is rare and may race with another clearer), so
 // totals survive endpoints coming and going. Readers add live slots' counters to these.
 struct ObjectTotals {
-  std::atomic<uint64_t> counters[8];  // 0  same indices as EndpointSlot::counters
+  std::atomic<uint64_t> counters[8];        // 0  same indices as EndpointSlot::counters
   std::atomic<uint64_t> endpoints_cleared;  // 64 dead endpoints cleared so far
   std::atomic<uint64_t> reclaimed_blocks;   // 72 pool blocks returned from dead owners
   uint8_t reserved[48];                     // 80
@@ -152,7 +152,7 @@ enum class EndpointState : uint32_t {
   kFree = 0,
   kClaiming = 1,  // a process is filling the slot in
   kLive = 2,
-  kDead = 3,       // its process died; someone is reclaiming what it held
+  kDead = 3,  // its process died; someone is reclaiming what it held
 };
 
 enum class EndpointRole : uint32_t {
@@ -165,31 +165,31 @@ enum class EndpointRole : uint32_t {
 // Indices of EndpointSlot::counters and ObjectTotals::counters. Each counter is written
 // only by the process owning the slot (single writer: plain load + store, no RMW).
 enum EndpointCounter : uint32_t {
-  kCounterMessages = 0,  // messages sent or received (pool: blocks allocated)
-  kCounterBytes = 1,     // payload bytes sent or received
-  kCounterFull = 2,      // sends that found the ring full (pool: allocation failures)
-  kCounterWaits = 3,     // times this endpoint went to sleep in a futex wait
-  kCounterLapped = 4,    // broadcast: messages this subscriber lost by being lapped
-  kCounterLapEvents = 5, // broadcast: times this subscriber was lapped
-  kCounterFreed = 6,     // pool: blocks released
+  kCounterMessages = 0,   // messages sent or received (pool: blocks allocated)
+  kCounterBytes = 1,      // payload bytes sent or received
+  kCounterFull = 2,       // sends that found the ring full (pool: allocation failures)
+  kCounterWaits = 3,      // times this endpoint went to sleep in a futex wait
+  kCounterLapped = 4,     // broadcast: messages this subscriber lost by being lapped
+  kCounterLapEvents = 5,  // broadcast: times this subscriber was lapped
+  kCounterFreed = 6,      // pool: blocks released
   kCounterReserved = 7,
 };
 
 struct EndpointSlot {
-  std::atomic<uint32_t> state;  // 0   EndpointState
-  uint32_t role;                // 4   EndpointRole
-  uint32_t pid;                 // 8   in the pid namespace below
-  uint32_t uid;                 // 12
-  uint64_t start_time;          // 16  /proc/<pid>/stat field 22: tells a reused pid apart
-  uint64_t pid_namespace;       // 24  inode of /proc/<pid>/ns/pid: who can check the pid
-  uint64_t attached_unix_ns;    // 32
-  uint64_t lease_id;            // 40  set by the daemon; 0 in embedded mode
+  std::atomic<uint32_t> state;        // 0   EndpointState
+  uint32_t role;                      // 4   EndpointRole
+  uint32_t pid;                       // 8   in the pid namespace below
+  uint32_t uid;                       // 12
+  uint64_t start_time;                // 16  /proc/<pid>/stat field 22: tells a reused pid apart
+  uint64_t pid_namespace;             // 24  inode of /proc/<pid>/ns/pid: who can check the pid
+  uint64_t attached_unix_ns;          // 32
+  uint64_t lease_id;                  // 40  set by the daemon; 0 in embedded mode
   std::atomic<uint32_t> incarnation;  // 48 bumped at every claim
   uint32_t reserved0;                 // 52
   uint8_t reserved1[8];               // 56
   // Second line: written only by the owning process (its counters, a broadcast cursor).
-  std::atomic<uint64_t> cursor;        // 64  broadcast: next sequence this subscriber reads
-  std::atomic<uint64_t> counters[7];   // 72  EndpointCounter 0..6
+  std::atomic<uint64_t> cursor;       // 64  broadcast: next sequence this subscriber reads
+  std::atomic<uint64_t> counters[7];  // 72  EndpointCounter 0..6
 };
 static_assert(sizeof(EndpointSlot) == 128);
 static_assert(offsetof(EndpointSlot, role) == 4);
@@ -398,7 +398,7 @@ inline constexpr WaitWordList WaitWordsOf(ObjectKind kind) {
 
 template <class T>
 inline constexpr bool kSharedSafe =
-    std::is_standard_layout_v<T> && std::is_trivially_destructible_v<T>;
+    std::is_standard_layout_v<T>&& std::is_trivially_destructible_v<T>;
 static_assert(kSharedSafe<HeaderPage> && kSharedSafe<EndpointTable> && kSharedSafe<SpscControl> &&
               kSharedSafe<MpmcControl> && kSharedSafe<BroadcastControl> &&
               kSharedSafe<PoolControl> && kSharedSafe<SlotHeader> && kSharedSafe<BlockMeta>);

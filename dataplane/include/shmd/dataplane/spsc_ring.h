@@ -57,7 +57,8 @@ enum class Publish : uint8_t {
 
 class SpscProducer {
  public:
-  static Result<SpscProducer> Attach(std::shared_ptr<Segment> segment, const WaitOptions& wait = {});
+  static Result<SpscProducer> Attach(std::shared_ptr<Segment> segment,
+                                     const WaitOptions& wait = {});
   static Result<SpscProducer> Open(const ShmDir& dir, std::string_view name,
                                    const WaitOptions& wait = {});
 
@@ -67,7 +68,9 @@ class SpscProducer {
 
   // Copying sends. kTooLarge if the message exceeds max_message; kInvalidArgument if empty.
   Status TrySend(std::span<const std::byte> message) noexcept;
-  Status Send(std::span<const std::byte> message) noexcept { return SendUntil(message, Clock::time_point::max()); }
+  Status Send(std::span<const std::byte> message) noexcept {
+    return SendUntil(message, Clock::time_point::max());
+  }
   Status SendFor(std::span<const std::byte> message, Nanos timeout) noexcept {
     return SendUntil(message, Clock::now() + timeout);
   }
@@ -94,7 +97,8 @@ class SpscProducer {
  private:
   SpscProducer(std::shared_ptr<Segment> segment, uint32_t slot, const WaitOptions& wait);
   Status SendUntil(std::span<const std::byte> message, Clock::time_point deadline) noexcept;
-  Status ReserveUntil(uint32_t size, Clock::time_point deadline, std::span<std::byte>* out) noexcept;
+  Status ReserveUntil(uint32_t size, Clock::time_point deadline,
+                      std::span<std::byte>* out) noexcept;
   bool HasRoom(uint64_t record_size) noexcept;
   std::atomic<uint64_t>& HeaderAt(uint64_t position) const {
     return *reinterpret_cast<std::atomic<uint64_t>*>(data_ + (position & mask_));
@@ -125,7 +129,8 @@ class SpscProducer {
 
 class SpscConsumer {
  public:
-  static Result<SpscConsumer> Attach(std::shared_ptr<Segment> segment, const WaitOptions& wait = {});
+  static Result<SpscConsumer> Attach(std::shared_ptr<Segment> segment,
+                                     const WaitOptions& wait = {});
   static Result<SpscConsumer> Open(const ShmDir& dir, std::string_view name,
                                    const WaitOptions& wait = {});
 
@@ -157,7 +162,8 @@ class SpscConsumer {
  private:
   SpscConsumer(std::shared_ptr<Segment> segment, uint32_t slot, const WaitOptions& wait);
   Status PeekUntil(MessageView* out, Clock::time_point deadline) noexcept;
-  Status ReceiveUntil(std::span<std::byte> buffer, size_t* size, Clock::time_point deadline) noexcept;
+  Status ReceiveUntil(std::span<std::byte> buffer, size_t* size,
+                      Clock::time_point deadline) noexcept;
   const std::atomic<uint64_t>& HeaderAt(uint64_t position) const {
     return *reinterpret_cast<const std::atomic<uint64_t>*>(data_ + (position & mask_));
   }
@@ -170,8 +176,8 @@ class SpscConsumer {
   uint64_t mask_ = 0;
   uint32_t max_message_ = 0;
   uint32_t slot_ = layout::kMaxEndpoints;
-  uint64_t position_ = 0;   // start of the next record to read
-  uint64_t peeked_ = 0;     // record size of the message handed out by TryPeek (0: none)
+  uint64_t position_ = 0;  // start of the next record to read
+  uint64_t peeked_ = 0;    // record size of the message handed out by TryPeek (0: none)
   uint32_t peeked_len_ = 0;
   uint64_t messages_ = 0;
   uint64_t bytes_ = 0;

@@ -7,17 +7,17 @@
 
 namespace shmd {
 
-enum class [[nodiscard]] Status : uint8_t {
-  kOk = 0,
-  kFull,             // no room now; retry, or use the blocking form
-  kEmpty,            // nothing to read now; retry, or use the blocking form
-  kTimeout,          // the timed form's deadline passed
-  kPeerGone,         // the other side died (or detached) and nothing is left to wait for
-  kClosed,           // the object was deleted
-  kTooLarge,         // the message exceeds the ring's maximum, or the caller's buffer
-  kInvalidArgument,  // e.g. an empty message, or a call out of sequence
-  kCorrupted,        // shared memory holds an impossible record; it was not read
-  kLapped,           // broadcast: the subscriber was overrun; see its loss counter
+enum class [[nodiscard]] Status : uint8_t{
+    kOk = 0,
+    kFull,             // no room now; retry, or use the blocking form
+    kEmpty,            // nothing to read now; retry, or use the blocking form
+    kTimeout,          // the timed form's deadline passed
+    kPeerGone,         // the other side died (or detached) and nothing is left to wait for
+    kClosed,           // the object was deleted
+    kTooLarge,         // the message exceeds the ring's maximum, or the caller's buffer
+    kInvalidArgument,  // e.g. an empty message, or a call out of sequence
+    kCorrupted,        // shared memory holds an impossible record; it was not read
+    kLapped,           // broadcast: the subscriber was overrun; see its loss counter
 };
 
 const char* StatusName(Status status);

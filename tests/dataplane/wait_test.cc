@@ -1,0 +1,97 @@
+#include "shmd/dataplane/wait.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "shmd/dataplane/process.h"
+
+namespace shmd {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(WaitTest, WakeWithoutSleepersMakesNoSyscallAndChangesNothing) {
+  layout::WaitWord word{};
+  Wake(word);
+  EXPECT_EQ(word.seq.load(), 0u) << "nobody waited: the sequence is untouched";
+}
+
+TEST(WaitTest, SleeperIsWokenAndCounted) {
+  layout::WaitWord word{};
+  std::atomic<bool> flag{false};
+  std::atomic<uint64_t> waits{0};
+  AdaptiveSpin spin(0ns);
+  WaitOptions options;
+  options.max_spin = 0ns;
+  std::thread waker([&] {
+    std::this_thread::sleep_for(30ms);
+    flag.store(true, std::memory_order_release);
+    Wake(word);
+  });
+  Status s = WaitFor(
+      word, options, spin, Clock::now() + 10s, &waits,
+      [&] { return flag.load(std::memory_order_acquire); }, [] { return false; });
+  waker.join();
+  EXPECT_EQ(s, Status::kOk);
+  EXPECT_GE(waits.load(), 1u);
+  EXPECT_EQ(word.waiters.load(), 0u) << "the sleeper took itself off";
+}
+
+TEST(WaitTest, DeadlineAndPeerGoneAndClosed) {
+  layout::WaitWord word{};
+  AdaptiveSpin spin(1us);
+  WaitOptions options;
+  options.sleep_slice = 5ms;
+  EXPECT_EQ(WaitFor(
+                word, options, spin, Clock::now() + 20ms, nullptr, [] { return false; },
+                [] { return false; }),
+            Status::kTimeout);
+  EXPECT_EQ(WaitFor(
+                word, options, spin, Clock::time_point::max(), nullptr, [] { return false; },
+                [] { return true; }),
+            Status::kPeerGone);
+  word.closed.store(1);
+  EXPECT_EQ(WaitFor(
+                word, options, spin, Clock::time_point::max(), nullptr, [] { return false; },
+                [] { return false; }),
+            Status::kClosed);
+}
+
+TEST(WaitTest, BusyPollStillHonoursTheDeadline) {
+  layout::WaitWord word{};
+  AdaptiveSpin spin(1us);
+  WaitOptions options;
+  options.busy_poll = true;
+  EXPECT_EQ(WaitFor(
+                word, options, spin, Clock::now() + 10ms, nullptr, [] { return false; },
+                [] { return false; }),
+            Status::kTimeout);
+}
+
+TEST(ProcessTest, SelfIsAliveAndAReusedPidIsNot) {
+  ProcessIdentity self = ProcessIdentity::Self();
+  EXPECT_EQ(self.pid, static_cast<uint32_t>(getpid()));
+  EXPECT_NE(self.start_time, 0u);
+  EXPECT_EQ(CheckProcess(self.pid, self.start_time, self.pid_namespace), Liveness::kAlive);
+  EXPECT_EQ(CheckProcess(self.pid, self.start_time + 1, self.pid_namespace), Liveness::kDead)
+      << "same pid, other start time: another process";
+  EXPECT_EQ(CheckProcess(self.pid, self.start_time, self.pid_namespace + 1), Liveness::kUnknown);
+}
+
+TEST(ProcessTest, ZombieCountsAsDead) {
+  pid_t child = fork();
+  if (child == 0) _exit(0);
+  bool gone = false;
+  uint64_t start = 0;
+  for (int i = 0; i < 100 && start == 0 && !gone; ++i) start = ReadProcessStartTime(child, &gone);
+  std::this_thread::sleep_for(50ms);  // it exits; not reaped yet: a zombie
+  ProcessIdentity self = ProcessIdentity::Self();
+  EXPECT_EQ(CheckProcess(static_cast<uint32_t>(child), start, self.pid_namespace), Liveness::kDead);
+  waitpid(child, nullptr, 0);
+}
+
+}  // namespace
+}  // namespace shmd
