@@ -149,7 +149,8 @@ Status SpscProducer::ReserveUntil(uint32_t size, Clock::time_point deadline,
 }
 
 Status SpscProducer::ReserveFor(uint32_t size, Nanos timeout, std::span<std::byte>* out) noexcept {
-  return ReserveUntil(size, Clock::now() + timeout, out);
+  Status s = TryReserve(size, out);
+  return s == Status::kFull ? ReserveUntil(size, Clock::now() + timeout, out) : s;
 }
 
 Status SpscProducer::SendUntil(std::span<const std::byte> message,

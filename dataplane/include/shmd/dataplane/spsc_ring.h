@@ -72,7 +72,9 @@ class SpscProducer {
     return SendUntil(message, Clock::time_point::max());
   }
   Status SendFor(std::span<const std::byte> message, Nanos timeout) noexcept {
-    return SendUntil(message, Clock::now() + timeout);
+    // The clock is read only when the fast path fails: it costs as much as a send.
+    Status s = TrySend(message);
+    return s == Status::kFull ? SendUntil(message, Clock::now() + timeout) : s;
   }
   Status TrySend(const void* data, size_t size) noexcept {
     return TrySend({static_cast<const std::byte*>(data), size});
@@ -142,7 +144,8 @@ class SpscConsumer {
   Status TryPeek(MessageView* out) noexcept;
   Status Peek(MessageView* out) noexcept { return PeekUntil(out, Clock::time_point::max()); }
   Status PeekFor(MessageView* out, Nanos timeout) noexcept {
-    return PeekUntil(out, Clock::now() + timeout);
+    Status s = TryPeek(out);
+    return s == Status::kEmpty ? PeekUntil(out, Clock::now() + timeout) : s;
   }
   void Release() noexcept;
 
@@ -153,7 +156,8 @@ class SpscConsumer {
     return ReceiveUntil(buffer, size, Clock::time_point::max());
   }
   Status ReceiveFor(std::span<std::byte> buffer, size_t* size, Nanos timeout) noexcept {
-    return ReceiveUntil(buffer, size, Clock::now() + timeout);
+    Status s = TryReceive(buffer, size);
+    return s == Status::kEmpty ? ReceiveUntil(buffer, size, Clock::now() + timeout) : s;
   }
 
   uint32_t max_message() const { return max_message_; }
