@@ -1,0 +1,486 @@
+// ipc_compare: streaming throughput and ping-pong round-trip latency of Linux IPC
+// mechanisms between two processes pinned to different cores, with two floor rows
+// (cacheline, memcpy) measured in the same run. See --help.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bench/ipc/harness.h"
+#include "bench/ipc/mechanism.h"
+
+namespace shmd::bench {
+namespace {
+
+constexpr char kUsage[] =
+    R"(usage: ipc_compare [--json] [--quick] [--sizes N,N,...] [--mechanisms a,b,...]
+                   [--cpus A,B] [--repeat N] [--verbose] [--help]
+
+Compares Linux IPC mechanisms between two processes pinned to different CPUs:
+  streaming   the sender sends N messages of each size, each with its sequence number
+              in the first 8 bytes; the receiver reads every message, sums every byte and
+              checks the sequence; msgs/s and MB/s (1 MB = 1e6 bytes) from the receiver's
+              first message to its last. N is calibrated so a run takes about 0.5 s; the
+              median of --repeat runs is shown.
+  round trip  the sender sends a message, the receiver echoes it (same size); every round
+              trip is timed after a warm-up; p50/p99/p99.9 in nanoseconds.
+Floor rows: cacheline (two processes flipping one shared word: round trip only) and
+memcpy (one core copying each size: throughput only).
+
+  --json            print one JSON array of {"mechanism","size","msgs_per_s","mb_per_s",
+                    "rtt_p50_ns","rtt_p99_ns","rtt_p999_ns"} (null where a figure does not
+                    apply) and nothing else on stdout; notes go to stderr
+  --quick           runs about 5 times shorter (CI smoke runs)
+  --sizes LIST      message sizes in bytes, at least 8 (default 64,1024,4096,65536)
+  --mechanisms LIST rows to run (default all: %s)
+  --cpus A,B        sender CPU, receiver CPU (default 0,1)
+  --repeat N        streaming runs per row, the median kept (default 3)
+  --verbose         print every run's message count and duration on stderr
+  --help            this text
+
+Exit status: 0 on success, 1 if a run failed (lost, reordered or corrupted messages,
+an error, a timeout), 2 on a usage error.
+)";
+
+constexpr size_t kMaxSize = size_t{64} << 20;
+
+struct Options {
+  bool json = false;
+  bool quick = false;
+  bool verbose = false;
+  int stream_runs = 3;
+  std::vector<size_t> sizes = {64, 1024, 4096, 65536};
+  std::vector<std::string> mechanisms;  // empty: all
+  std::optional<std::pair<int, int>> cpus;
+};
+
+// How long runs take. A pilot run grows its count until it lasts pilot_s, and the measured
+// run is scaled from it to last target_s.
+struct Budget {
+  double target_s;
+  double pilot_s;
+  uint64_t min_rtt_samples;  // enough for a p99.9 that is not just the maximum
+  double timeout_s() const { return 30 + 10 * target_s; }
+};
+constexpr Budget kNormalBudget = {0.5, 0.05, 10'000};
+constexpr Budget kQuickBudget = {0.1, 0.01, 2'000};
+constexpr uint64_t kMaxRttSamples = 5'000'000;  // 40 MB of samples
+
+struct Record {
+  std::string mechanism;
+  size_t size = 0;
+  std::optional<double> msgs_per_s;
+  std::optional<double> mb_per_s;
+  std::optional<int64_t> rtt_p50_ns;
+  std::optional<int64_t> rtt_p99_ns;
+  std::optional<int64_t> rtt_p999_ns;
+};
+
+std::vector<std::string> SplitCommas(std::string_view list) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    if (comma > start) parts.emplace_back(list.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return parts;
+}
+
+bool ParseUnsigned(const std::string& text, unsigned long long* value) {
+  if (text.empty() || text[0] == '-') return false;
+  errno = 0;
+  char* end = nullptr;
+  *value = std::strtoull(text.c_str(), &end, 10);
+  return errno == 0 && end != nullptr && *end == '\0';
+}
+
+[[noreturn]] void UsageError(const std::string& message) {
+  std::fprintf(stderr, "ipc_compare: %s (see --help)\n", message.c_str());
+  std::exit(2);
+}
+
+std::string JoinNames(const std::vector<std::unique_ptr<Mechanism>>& all) {
+  std::string names;
+  for (const auto& m : all) names += (names.empty() ? "" : ",") + std::string(m->name());
+  return names;
+}
+
+Options ParseOptions(int argc, char** argv, const std::vector<std::unique_ptr<Mechanism>>& all) {
+  Options options;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    std::string value;
+    bool has_value = false;
+    if (const size_t eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+      has_value = true;
+    }
+    const auto take_value = [&]() -> std::string {
+      if (has_value) return value;
+      if (i + 1 >= argc) UsageError(arg + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--help" || arg == "-h") {
+      std::printf(kUsage, JoinNames(all).c_str());
+      std::exit(0);
+    } else if (arg == "--json") {
+      options.json = true;
+    } else if (arg == "--quick") {
+      options.quick = true;
+    } else if (arg == "--verbose" || arg == "-v") {
+      options.verbose = true;
+    } else if (arg == "--repeat") {
+      const std::string text = take_value();
+      unsigned long long runs;
+      if (!ParseUnsigned(text, &runs) || runs < 1 || runs > 99) {
+        UsageError("--repeat wants a number of runs from 1 to 99, not '" + text + "'");
+      }
+      options.stream_runs = static_cast<int>(runs);
+    } else if (arg == "--sizes") {
+      options.sizes.clear();
+      for (const std::string& part : SplitCommas(take_value())) {
+        unsigned long long size;
+        if (!ParseUnsigned(part, &size) || size < 8 || size > kMaxSize) {
+          UsageError("--sizes: '" + part + "' is not a size from 8 (the sequence number) to " +
+                     std::to_string(kMaxSize) + " bytes");
+        }
+        options.sizes.push_back(size);
+      }
+      if (options.sizes.empty()) UsageError("--sizes: no sizes given");
+    } else if (arg == "--mechanisms") {
+      options.mechanisms = SplitCommas(take_value());
+      for (const std::string& name : options.mechanisms) {
+        const bool known =
+            std::any_of(all.begin(), all.end(), [&](const auto& m) { return m->name() == name; });
+        if (!known) UsageError("unknown mechanism '" + name + "' (known: " + JoinNames(all) + ")");
+      }
+      if (options.mechanisms.empty()) UsageError("--mechanisms: no names given");
+    } else if (arg == "--cpus") {
+      const std::string text = take_value();
+      const std::vector<std::string> parts = SplitCommas(text);
+      unsigned long long a, b;
+      if (parts.size() != 2 || !ParseUnsigned(parts[0], &a) || !ParseUnsigned(parts[1], &b) ||
+          a >= CPU_SETSIZE || b >= CPU_SETSIZE) {
+        UsageError("--cpus wants two CPU numbers, like 0,1, not '" + text + "'");
+      }
+      options.cpus = {{static_cast<int>(a), static_cast<int>(b)}};
+    } else {
+      UsageError("unknown argument '" + std::string(argv[i]) + "'");
+    }
+  }
+  return options;
+}
+
+std::string JoinCpus(const std::vector<int>& cpus) {
+  std::string text;
+  for (int cpu : cpus) text += (text.empty() ? "" : ",") + std::to_string(cpu);
+  return text;
+}
+
+// Chooses the two CPUs; adds a note when both sides must share one.
+Placement ChoosePlacement(const Options& options, std::vector<std::string>* notes) {
+  const std::vector<int> allowed = AllowedCpus();
+  if (allowed.empty()) {
+    std::fprintf(stderr, "ipc_compare: sched_getaffinity failed: %s\n", std::strerror(errno));
+    std::exit(1);
+  }
+  const auto is_allowed = [&](int cpu) {
+    return std::find(allowed.begin(), allowed.end(), cpu) != allowed.end();
+  };
+  Placement placement;
+  if (options.cpus) {
+    for (int cpu : {options.cpus->first, options.cpus->second}) {
+      if (!is_allowed(cpu)) {
+        UsageError("--cpus: CPU " + std::to_string(cpu) +
+                   " is not available to this process (available: " + JoinCpus(allowed) + ")");
+      }
+    }
+    placement = {options.cpus->first, options.cpus->second};
+  } else if (allowed.size() == 1) {
+    placement = {allowed[0], allowed[0]};
+  } else if (is_allowed(0) && is_allowed(1)) {
+    placement = {0, 1};
+  } else {
+    placement = {allowed[0], allowed[1]};
+  }
+  if (placement.shared()) {
+    notes->push_back(
+        (allowed.size() == 1 ? "only one CPU is available (CPU " : "both sides share CPU ") +
+        std::to_string(placement.sender_cpu) + (allowed.size() == 1 ? ")" : "") +
+        ": sender and receiver take turns on it, so the figures measure context switches, "
+        "not transfers between cores, and the spinning rows yield to each other");
+  }
+  return placement;
+}
+
+const char* ModeName(Mode mode) { return mode == Mode::kStream ? "stream" : "round trip"; }
+
+// The figures of one mechanism at one size in one mode.
+struct Measured {
+  Status status;
+  double msgs_per_s = 0;  // stream: the median run
+  Percentiles rtt;        // ping-pong
+};
+
+// Pilots with growing counts until one lasts budget.pilot_s, then the measured runs, scaled
+// to last about budget.target_s each. Pilots run the full checks too, and double as warm-up.
+// Streaming figures swing from run to run (whether the receiver sleeps between messages or
+// keeps up without sleeping changes the rate severalfold), so a stream is measured
+// `stream_runs` times and the median kept; a ping-pong run's spread is in its percentiles.
+Measured Measure(Mechanism& mechanism, Mode mode, size_t size, const Placement& placement,
+                 const Budget& budget, int stream_runs, bool verbose) {
+  RunSpec spec;
+  spec.mode = mode;
+  spec.size = size;
+  spec.shared_cpu = placement.shared();
+  spec.count = mode == Mode::kStream ? std::clamp<uint64_t>((1 << 20) / size, 64, 4096) : 256;
+  spec.warmup = mode == Mode::kStream ? 0 : 100;
+  const auto log = [&](const char* what, const RunResult& r) {
+    if (!verbose) return;
+    std::fprintf(stderr, "  %-10s %8zu B %-10s %-5s count %10" PRIu64 " took %.3f s",
+                 std::string(mechanism.name()).c_str(), size, ModeName(mode), what, spec.count,
+                 r.timed_seconds(mode));
+    if (mode == Mode::kStream) {
+      std::fprintf(stderr, ", %.0f msgs/s",
+                   static_cast<double>(r.stream.messages) / r.timed_seconds(mode));
+    }
+    std::fprintf(stderr, "\n");
+  };
+  Measured measured;
+  double seconds = 0;
+  for (int pilot = 0;; ++pilot) {
+    RunResult result = RunOnce(mechanism, spec, placement, budget.timeout_s());
+    if (!result.status.ok()) {
+      measured.status = result.status;
+      return measured;
+    }
+    log("pilot", result);
+    seconds = result.timed_seconds(mode);
+    if (seconds >= budget.pilot_s || pilot == 12) break;
+    const double growth = std::clamp(budget.pilot_s / std::max(seconds, 1e-7) * 1.5, 2.0, 100.0);
+    spec.count = static_cast<uint64_t>(static_cast<double>(spec.count) * growth);
+  }
+  const double scale = budget.target_s / std::max(seconds, 1e-7);
+  const uint64_t count = static_cast<uint64_t>(static_cast<double>(spec.count) * scale);
+  if (mode == Mode::kStream) {
+    spec.count = std::max<uint64_t>(count, 16);
+    spec.warmup = 0;
+  } else {
+    spec.count = std::clamp<uint64_t>(count, budget.min_rtt_samples, kMaxRttSamples);
+    spec.warmup = std::clamp<uint64_t>(spec.count / 10, 100, 100'000);
+  }
+  std::vector<double> rates;
+  for (int run = 0; run < (mode == Mode::kStream ? stream_runs : 1); ++run) {
+    RunResult result = RunOnce(mechanism, spec, placement, budget.timeout_s());
+    if (!result.status.ok()) {
+      measured.status = result.status;
+      return measured;
+    }
+    log("run", result);
+    if (mode == Mode::kStream) {
+      rates.push_back(static_cast<double>(result.stream.messages) / result.timed_seconds(mode));
+    } else {
+      measured.rtt = result.rtt;
+    }
+  }
+  if (!rates.empty()) {
+    std::sort(rates.begin(), rates.end());
+    measured.msgs_per_s = rates[rates.size() / 2];
+  }
+  return measured;
+}
+
+std::string Grouped(double value) {
+  std::string digits = std::to_string(static_cast<uint64_t>(value + 0.5));
+  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) digits.insert(i, ",");
+  return digits;
+}
+
+std::string FormatRate(const std::optional<double>& v) { return v ? Grouped(*v) : "-"; }
+std::string FormatMb(const std::optional<double>& v) {
+  if (!v) return "-";
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.1f", *v);
+  return text;
+}
+std::string FormatNs(const std::optional<int64_t>& v) {
+  return v ? Grouped(static_cast<double>(*v)) : "-";
+}
+
+std::string JsonNumber(const std::optional<double>& v, const char* format) {
+  if (!v) return "null";
+  char text[48];
+  std::snprintf(text, sizeof(text), format, *v);
+  return text;
+}
+std::string JsonNumber(const std::optional<int64_t>& v) { return v ? std::to_string(*v) : "null"; }
+std::string JsonString(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char esc[8];
+      std::snprintf(esc, sizeof(esc), "\\u%04x", c);
+      out += esc;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+void PrintJson(const std::vector<Record>& records) {
+  std::printf("[\n");
+  for (size_t i = 0; i < records.size(); ++i) {
+    const Record& r = records[i];
+    std::printf(
+        "  {\"mechanism\": %s, \"size\": %zu, \"msgs_per_s\": %s, \"mb_per_s\": %s, "
+        "\"rtt_p50_ns\": %s, \"rtt_p99_ns\": %s, \"rtt_p999_ns\": %s}%s\n",
+        JsonString(r.mechanism).c_str(), r.size, JsonNumber(r.msgs_per_s, "%.1f").c_str(),
+        JsonNumber(r.mb_per_s, "%.3f").c_str(), JsonNumber(r.rtt_p50_ns).c_str(),
+        JsonNumber(r.rtt_p99_ns).c_str(), JsonNumber(r.rtt_p999_ns).c_str(),
+        i + 1 < records.size() ? "," : "");
+  }
+  std::printf("]\n");
+}
+
+void PrintTableHeader() {
+  std::printf("%-10s %7s %13s %10s %12s %12s %12s\n", "mechanism", "size", "msgs/s", "MB/s",
+              "rtt p50 ns", "rtt p99 ns", "rtt p99.9 ns");
+}
+
+void PrintTableRow(const Record& r) {
+  std::printf("%-10s %7zu %13s %10s %12s %12s %12s\n", r.mechanism.c_str(), r.size,
+              FormatRate(r.msgs_per_s).c_str(), FormatMb(r.mb_per_s).c_str(),
+              FormatNs(r.rtt_p50_ns).c_str(), FormatNs(r.rtt_p99_ns).c_str(),
+              FormatNs(r.rtt_p999_ns).c_str());
+  std::fflush(stdout);  // rows appear as they are measured
+}
+
+// How much of the machine's CPU time went to other processes while we ran.
+std::string DescribeOtherWork(const CpuTimes& before, const CpuTimes& after, int64_t wall_ns,
+                              long cpus) {
+  const double capacity = static_cast<double>(wall_ns) / 1e9 * static_cast<double>(cpus);
+  if (capacity <= 0) return "no measurement of other work";
+  const double others = std::max(
+      0.0, (after.machine_busy_s - before.machine_busy_s) - (after.ours_s - before.ours_s));
+  const double steal = after.machine_steal_s - before.machine_steal_s;
+  char text[240];
+  std::snprintf(text, sizeof(text),
+                "other processes used %.1f%% of the machine's CPU time during the run, the "
+                "hypervisor stole %.1f%%%s",
+                100 * others / capacity, 100 * steal / capacity,
+                (others + steal) / capacity > 0.05
+                    ? ": figures are noisier than on a quiet machine, the tails most"
+                    : "");
+  return text;
+}
+
+int Main(int argc, char** argv) {
+  std::vector<std::unique_ptr<Mechanism>> all = MakeAllMechanisms();
+  const Options options = ParseOptions(argc, argv, all);
+  const Budget& budget = options.quick ? kQuickBudget : kNormalBudget;
+
+  std::vector<std::string> notes;
+  const Placement placement = ChoosePlacement(options, &notes);
+#ifndef __OPTIMIZE__
+  notes.push_back("built without optimization: the figures understate every mechanism");
+#endif
+
+  // Everything but the JSON array goes to stderr in --json mode.
+  FILE* info = options.json ? stderr : stdout;
+  const MachineInfo machine = DescribeMachine();
+  std::fprintf(info, "machine: %s, %ld CPUs online, %s\n", machine.cpu_model.c_str(),
+               machine.cpus_online, machine.kernel.c_str());
+  std::fprintf(info,
+               "placement: sender/initiator on CPU %d, receiver/echoer on CPU %d "
+               "(memcpy on CPU %d)\n",
+               placement.sender_cpu, placement.receiver_cpu, placement.receiver_cpu);
+  std::fprintf(info,
+               "method: stream = one send per message, receiver checks sequence and sums every "
+               "byte, median of %d runs of ~%.1f s; rtt = echo of the same size, after warm-up; "
+               "CLOCK_MONOTONIC (clocksource %s, ~%" PRId64
+               " ns per read, one per round trip, after the send); MB = 1e6 bytes\n\n",
+               options.stream_runs, budget.target_s, machine.clocksource.c_str(),
+               ClockReadCostNs());
+  if (!options.json) PrintTableHeader();
+  std::fflush(info);
+
+  const CpuTimes cpu_at_start = ReadCpuTimes();
+  const int64_t start_ns = NowNs();
+  std::vector<Record> records;
+  for (const auto& mechanism : all) {
+    const std::string name(mechanism->name());
+    if (!options.mechanisms.empty() &&
+        std::find(options.mechanisms.begin(), options.mechanisms.end(), name) ==
+            options.mechanisms.end()) {
+      continue;
+    }
+    if (!mechanism->note().empty()) notes.emplace_back(mechanism->note());
+    std::vector<size_t> sizes = options.sizes;
+    if (mechanism->fixed_size() != 0) sizes = {mechanism->fixed_size()};
+    for (size_t size : sizes) {
+      Record record;
+      record.mechanism = name;
+      record.size = size;
+      std::string why_not;
+      if (!mechanism->Supports(size, &why_not)) {
+        const std::string note = name + ": " + why_not;
+        if (std::find(notes.begin(), notes.end(), note) == notes.end()) notes.push_back(note);
+      } else {
+        for (Mode mode : {Mode::kStream, Mode::kPingPong}) {
+          if (!(mode == Mode::kStream ? mechanism->HasStream() : mechanism->HasPingPong())) {
+            continue;
+          }
+          const Measured measured = Measure(*mechanism, mode, size, placement, budget,
+                                            options.stream_runs, options.verbose);
+          if (!measured.status.ok()) {
+            std::fflush(stdout);
+            std::fprintf(stderr, "ipc_compare: FAILED: %s, %zu bytes, %s: %s\n", name.c_str(), size,
+                         ModeName(mode), measured.status.message().c_str());
+            return 1;
+          }
+          if (mode == Mode::kStream) {
+            record.msgs_per_s = measured.msgs_per_s;
+            record.mb_per_s = measured.msgs_per_s * static_cast<double>(size) / 1e6;
+          } else {
+            record.rtt_p50_ns = measured.rtt.p50_ns;
+            record.rtt_p99_ns = measured.rtt.p99_ns;
+            record.rtt_p999_ns = measured.rtt.p999_ns;
+          }
+        }
+      }
+      if (!options.json) PrintTableRow(record);
+      records.push_back(record);
+    }
+  }
+
+  notes.push_back(
+      DescribeOtherWork(cpu_at_start, ReadCpuTimes(), NowNs() - start_ns, machine.cpus_online));
+  if (options.json) {
+    PrintJson(records);
+  } else if (!notes.empty()) {
+    std::printf("\n");
+  }
+  for (const std::string& note : notes) std::fprintf(info, "note: %s\n", note.c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace shmd::bench
+
+int main(int argc, char** argv) { return shmd::bench::Main(argc, argv); }
