@@ -23,13 +23,18 @@ std::atomic<uint32_t>& RoleOwner(const Segment& segment, layout::EndpointRole ro
   return segment.header_page().roles.owner[static_cast<uint32_t>(role)];
 }
 
-// Folds the slot's counters into the object's totals (clearing is rare: RMW is fine) and
+bool IsProducerSide(uint32_t role) {
+  return role == static_cast<uint32_t>(layout::EndpointRole::kProducer);
+}
+
+// Folds the slot's counters into its side's totals (clearing is rare: RMW is fine) and
 // zeroes them for the next owner.
 void FoldCounters(const Segment& segment, EndpointSlot& slot) {
   auto& totals = segment.header_page().totals;
+  auto* side = IsProducerSide(slot.role) ? totals.producer : totals.consumer;
   for (uint32_t i = 0; i < 7; ++i) {
     uint64_t v = slot.counters[i].load(std::memory_order_relaxed);
-    if (v != 0) totals.counters[i].fetch_add(v, std::memory_order_relaxed);
+    if (v != 0) side[i].fetch_add(v, std::memory_order_relaxed);
     slot.counters[i].store(0, std::memory_order_relaxed);
   }
   slot.cursor.store(0, std::memory_order_relaxed);
@@ -151,10 +156,18 @@ uint32_t ClearDeadEndpoints(const Segment& segment) {
   return cleared;
 }
 
-uint64_t SumEndpointCounter(const Segment& segment, layout::EndpointCounter counter) {
-  uint64_t sum = segment.header_page().totals.counters[counter].load(std::memory_order_relaxed);
+uint64_t SumEndpointCounter(const Segment& segment, layout::EndpointCounter counter,
+                            layout::EndpointRole side) {
+  const auto& totals = segment.header_page().totals;
+  const bool want_producers = side != layout::EndpointRole::kConsumer;
+  const bool want_consumers = side != layout::EndpointRole::kProducer;
+  uint64_t sum = 0;
+  if (want_producers) sum += totals.producer[counter].load(std::memory_order_relaxed);
+  if (want_consumers) sum += totals.consumer[counter].load(std::memory_order_relaxed);
   for (const EndpointSlot& slot : segment.endpoints().slots) {
-    if (slot.state.load(std::memory_order_acquire) == kLive) {
+    if (slot.state.load(std::memory_order_acquire) != kLive) continue;
+    const bool producer = IsProducerSide(slot.role);
+    if (producer ? want_producers : want_consumers) {
       sum += slot.counters[counter].load(std::memory_order_relaxed);
     }
   }

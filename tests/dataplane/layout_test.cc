@@ -34,6 +34,9 @@ TEST(LayoutTest, HeaderPage) {
   EXPECT_EQ(offsetof(HeaderPage, roles), 384u);
   EXPECT_EQ(offsetof(ObjectParams, max_message), 8u);
   EXPECT_EQ(offsetof(ObjectParams, meta_offset), 32u);
+  EXPECT_EQ(offsetof(ObjectTotals, consumer), 56u);
+  EXPECT_EQ(offsetof(ObjectTotals, endpoints_cleared), 112u);
+  EXPECT_EQ(offsetof(ObjectTotals, reclaimed_blocks), 120u);
 }
 
 TEST(LayoutTest, EndpointSlot) {

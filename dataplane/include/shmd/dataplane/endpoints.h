@@ -33,8 +33,11 @@ bool ClearIfDead(const Segment& segment, uint32_t slot);
 // Clears every dead endpoint of the object; returns how many were cleared.
 uint32_t ClearDeadEndpoints(const Segment& segment);
 
-// Adds a counter over the object's totals and its live endpoints (for metrics).
-uint64_t SumEndpointCounter(const Segment& segment, layout::EndpointCounter counter);
+// Adds a counter over the object's totals and its live endpoints (for metrics): those of
+// producers (and pool users) for kProducer, of consumers and subscribers for kConsumer,
+// of everyone for kNone.
+uint64_t SumEndpointCounter(const Segment& segment, layout::EndpointCounter counter,
+                            layout::EndpointRole side = layout::EndpointRole::kNone);
 
 // Follows the holder of an exclusive role (a consumer's producer, say) to tell a waiter
 // when it has gone: detached, replaced, or dead. "Gone" is sticky until a new holder

@@ -113,18 +113,20 @@ static_assert(offsetof(ObjectParams, blocks_offset) == 24);
 static_assert(offsetof(ObjectParams, meta_offset) == 32);
 static_assert(offsetof(ObjectParams, policy) == 40);
 
-// Counters of endpoints that have left or died. Whoever clears an endpoint slot adds the
-// slot's counters here (fetch_add: clearing is rare and may race with another clearer), so
-// totals survive endpoints coming and going. Readers add live slots' counters to these.
+// Counters of endpoints that have left or died, kept apart by side so "written" and
+// "read" never mix. Whoever clears an endpoint slot adds the slot's counters here
+// (fetch_add: clearing is rare and may race with another clearer), so totals survive
+// endpoints coming and going. Readers add the live slots' counters to these.
 struct ObjectTotals {
-  std::atomic<uint64_t> counters[8];        // 0  same indices as EndpointSlot::counters
-  std::atomic<uint64_t> endpoints_cleared;  // 64 dead endpoints cleared so far
-  std::atomic<uint64_t> reclaimed_blocks;   // 72 pool blocks returned from dead owners
-  uint8_t reserved[48];                     // 80
+  std::atomic<uint64_t> producer[7];        // 0   EndpointCounter 0..6 of producers, pool users
+  std::atomic<uint64_t> consumer[7];        // 56  ... of consumers and subscribers
+  std::atomic<uint64_t> endpoints_cleared;  // 112 dead endpoints cleared so far
+  std::atomic<uint64_t> reclaimed_blocks;   // 120 pool blocks returned from dead owners
 };
 static_assert(sizeof(ObjectTotals) == 128);
-static_assert(offsetof(ObjectTotals, endpoints_cleared) == 64);
-static_assert(offsetof(ObjectTotals, reclaimed_blocks) == 72);
+static_assert(offsetof(ObjectTotals, consumer) == 56);
+static_assert(offsetof(ObjectTotals, endpoints_cleared) == 112);
+static_assert(offsetof(ObjectTotals, reclaimed_blocks) == 120);
 
 // Exclusive roles (the SPSC producer and consumer, the broadcast producer): the slot
 // holding the role, plus one, or 0 when nobody holds it. Claimed with compare-exchange.
@@ -162,7 +164,7 @@ enum class EndpointRole : uint32_t {
   kSubscriber = 3,  // broadcast rings; pool users register as producer or consumer
 };
 
-// Indices of EndpointSlot::counters and ObjectTotals::counters. Each counter is written
+// Indices of EndpointSlot::counters and ObjectTotals::producer/consumer. Each counter is written
 // only by the process owning the slot (single writer: plain load + store, no RMW).
 enum EndpointCounter : uint32_t {
   kCounterMessages = 0,   // messages sent or received (pool: blocks allocated)
