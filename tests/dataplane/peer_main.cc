@@ -10,9 +10,16 @@
 //   spsc-block     DIR NS NAME                          consume; block in Receive forever
 //   pool-churn     DIR NS NAME ID ITERATIONS            allocate/check/free, never sharing
 //   pool-hold      DIR NS NAME COUNT                    allocate COUNT blocks, then sleep
+//   mpmc-produce   DIR NS NAME STREAM COUNT MAXSIZE
+//   mpmc-consume   DIR NS NAME TOTAL MAXSIZE            receive until the ring's consumers
+//                                                       have TOTAL; print count and digest
+//   bcast-publish  DIR NS NAME STREAM COUNT MAXSIZE
+//   bcast-subscribe DIR NS NAME STREAM COUNT MAXSIZE    account for COUNT messages:
+//                                                       delivered in order + lost exactly
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -22,7 +29,10 @@
 
 #include "common/message_pattern.h"
 #include "shmd/dataplane/block_pool.h"
+#include "shmd/dataplane/broadcast_ring.h"
+#include "shmd/dataplane/mpmc_ring.h"
 #include "shmd/dataplane/spsc_ring.h"
+#include "shmd/dataplane/stats.h"
 
 namespace {
 
@@ -181,6 +191,108 @@ int PoolHold(const ShmDir& dir, const char* name, uint64_t count) {
   for (;;) pause();
 }
 
+// Messages of an MPMC stream carry (stream << 40 | seq) in their first 8 bytes; sizes
+// are at least 8. The digest (a sum of hashes of every (stream, seq) received) lets the
+// test prove, across consumers, that nothing was lost or duplicated.
+uint64_t Tag(uint64_t stream, uint64_t seq) { return (stream << 40) | seq; }
+uint64_t Digest(uint64_t tag) { return shmd::testing::SplitMix64(tag ^ 0x5bd1e995); }
+uint32_t SizeAtLeast8(uint64_t stream, uint64_t seq, uint32_t max) {
+  return std::max<uint32_t>(8, PatternSize(stream, seq, max));
+}
+
+int MpmcProduce(const ShmDir& dir, const char* name, uint64_t stream, uint64_t count,
+                uint32_t max) {
+  auto producer = Must(MpmcProducer::Open(dir, name));
+  Say("ready");
+  std::vector<std::byte> message(max);
+  for (uint64_t seq = 0; seq < count; ++seq) {
+    std::span<std::byte> m(message.data(), SizeAtLeast8(stream, seq, max));
+    FillPattern(stream, Tag(stream, seq), m);
+    Status s = producer.SendFor(m, std::chrono::seconds(30));
+    if (s != Status::kOk) Fail("send " + std::to_string(seq) + ": " + StatusName(s));
+  }
+  Say("done " + std::to_string(count));
+  return 0;
+}
+
+int MpmcConsume(const ShmDir& dir, const char* name, uint64_t total, uint32_t max) {
+  auto consumer = Must(MpmcConsumer::Open(dir, name));
+  auto segment = Must(Segment::Open(dir, name));
+  Say("ready");
+  std::vector<std::byte> buffer(max);
+  std::vector<uint64_t> next(64, 0);  // per producer stream: the next sequence expected at least
+  uint64_t count = 0, digest = 0;
+  for (;;) {
+    size_t size = 0;
+    Status s = consumer.ReceiveFor(buffer, &size, std::chrono::milliseconds(20));
+    if (s == Status::kTimeout || s == Status::kPeerGone) {
+      if (ReadStats(segment).messages_read >= total) break;
+      continue;
+    }
+    if (s != Status::kOk) Fail(std::string("receive: ") + StatusName(s));
+    uint64_t tag;
+    std::memcpy(&tag, buffer.data(), 8);
+    const uint64_t stream = tag >> 40, seq = tag & ((uint64_t{1} << 40) - 1);
+    if (stream >= next.size()) Fail("unknown stream " + std::to_string(stream));
+    std::string why =
+        CheckPattern(stream, tag, SizeAtLeast8(stream, seq, max), {buffer.data(), size});
+    if (!why.empty()) Fail(why);
+    if (seq < next[stream]) {
+      Fail("stream " + std::to_string(stream) + ": message " + std::to_string(seq) +
+           " after message " + std::to_string(next[stream] - 1) + " (reordered or duplicated)");
+    }
+    next[stream] = seq + 1;
+    ++count;
+    digest += Digest(tag);
+  }
+  Say("done " + std::to_string(count) + " " + std::to_string(digest));
+  return 0;
+}
+
+int BroadcastPublish(const ShmDir& dir, const char* name, uint64_t stream, uint64_t count,
+                     uint32_t max) {
+  auto producer = Must(BroadcastProducer::Open(dir, name));
+  Say("ready");
+  std::vector<std::byte> message(max);
+  for (uint64_t seq = 0; seq < count; ++seq) {
+    std::span<std::byte> m(message.data(), SizeAtLeast8(stream, seq, max));
+    FillPattern(stream, seq, m);
+    Status s = producer.TrySend(m);
+    if (s != Status::kOk) Fail("publish " + std::to_string(seq) + ": " + StatusName(s));
+  }
+  Say("done " + std::to_string(count));
+  // Detaching now is fine: subscribers read what is left, then hear kPeerGone.
+  return 0;
+}
+
+int BroadcastSubscribe(const ShmDir& dir, const char* name, uint64_t stream, uint64_t count,
+                       uint32_t max) {
+  auto subscriber = Must(BroadcastSubscriber::Open(dir, name));
+  Say("ready");
+  std::vector<std::byte> buffer(max);
+  uint64_t expected = 0, delivered = 0, lost = 0;
+  while (expected < count) {
+    size_t size = 0;
+    Status s = subscriber.ReceiveFor(buffer, &size, std::chrono::seconds(30));
+    if (s == Status::kLapped) {
+      lost += subscriber.last_lost();
+      expected += subscriber.last_lost();
+      continue;
+    }
+    if (s != Status::kOk) {
+      Fail("at message " + std::to_string(expected) + ": " + StatusName(s));
+    }
+    std::string why =
+        CheckPattern(stream, expected, SizeAtLeast8(stream, expected, max), {buffer.data(), size});
+    if (!why.empty()) Fail(why);
+    ++expected;
+    ++delivered;
+  }
+  if (expected != count) Fail("accounted for " + std::to_string(expected) + " messages");
+  Say("done " + std::to_string(delivered) + " " + std::to_string(lost));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -211,6 +323,15 @@ int main(int argc, char** argv) {
   if (mode == "spsc-block") return SpscBlock(dir, name);
   if (mode == "pool-churn") return PoolChurn(dir, name, arg(5), arg(6));
   if (mode == "pool-hold") return PoolHold(dir, name, arg(5));
+  if (mode == "mpmc-produce")
+    return MpmcProduce(dir, name, arg(5), arg(6), static_cast<uint32_t>(arg(7)));
+  if (mode == "mpmc-consume") return MpmcConsume(dir, name, arg(5), static_cast<uint32_t>(arg(6)));
+  if (mode == "bcast-publish") {
+    return BroadcastPublish(dir, name, arg(5), arg(6), static_cast<uint32_t>(arg(7)));
+  }
+  if (mode == "bcast-subscribe") {
+    return BroadcastSubscribe(dir, name, arg(5), arg(6), static_cast<uint32_t>(arg(7)));
+  }
   std::fprintf(stderr, "unknown mode %s\n", mode.c_str());
   return 2;
 }
