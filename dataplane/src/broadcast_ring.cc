@@ -1,0 +1,332 @@
+#include "shmd/dataplane/broadcast_ring.h"
+
+#include <cstring>
+#include <string>
+#include <utility>
+
+namespace shmd {
+namespace {
+
+using layout::EndpointRole;
+using layout::ObjectKind;
+using layout::SlotHeader;
+
+// Length and writer are plain uint32_t in the ABI; a subscriber may read the length while
+// the producer rewrites it, so every access goes through an atomic_ref.
+std::atomic_ref<uint32_t> LengthOf(SlotHeader& h) { return std::atomic_ref<uint32_t>(h.length); }
+std::atomic_ref<uint32_t> WriterOf(SlotHeader& h) { return std::atomic_ref<uint32_t>(h.writer); }
+
+constexpr uint64_t Writing(uint64_t n) { return 2 * n + 1; }
+constexpr uint64_t Done(uint64_t n) { return 2 * n + 2; }
+
+bool IsPowerOfTwo(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+// Payload words: release stores on the producer's side, acquire loads on the subscriber's
+// (see the top of broadcast_ring.h for why, and what they pair with). The caller's
+// buffer has any alignment: words go through memcpy on that side.
+void StoreWords(uint64_t* words, const std::byte* src, uint32_t size) {
+  const uint32_t full = size / 8;
+  for (uint32_t i = 0; i < full; ++i) {
+    uint64_t w;
+    std::memcpy(&w, src + uint64_t{i} * 8, 8);
+    std::atomic_ref<uint64_t>(words[i]).store(w, std::memory_order_release);
+  }
+  if (const uint32_t tail = size % 8; tail != 0) {
+    uint64_t w = 0;  // the slot's payload room is a multiple of 8: pad the last word
+    std::memcpy(&w, src + uint64_t{full} * 8, tail);
+    std::atomic_ref<uint64_t>(words[full]).store(w, std::memory_order_release);
+  }
+}
+
+void LoadWords(uint64_t* words, std::byte* dst, uint32_t size) {
+  const uint32_t full = size / 8;
+  for (uint32_t i = 0; i < full; ++i) {
+    const uint64_t w = std::atomic_ref<uint64_t>(words[i]).load(std::memory_order_acquire);
+    std::memcpy(dst + uint64_t{i} * 8, &w, 8);
+  }
+  if (const uint32_t tail = size % 8; tail != 0) {
+    const uint64_t w = std::atomic_ref<uint64_t>(words[full]).load(std::memory_order_acquire);
+    std::memcpy(dst + uint64_t{full} * 8, &w, tail);
+  }
+}
+
+Result<std::shared_ptr<Segment>> OpenShared(const ShmDir& dir, std::string_view name) {
+  Result<Segment> segment = Segment::Open(dir, name, ObjectKind::kBroadcastRing);
+  if (!segment.ok()) return segment.error();
+  return std::make_shared<Segment>(std::move(segment).value());
+}
+
+VoidResult CheckKind(const std::shared_ptr<Segment>& segment) {
+  if (!segment || !segment->valid()) {
+    return Error(ErrorCode::kInvalidArgument, "no segment to attach to");
+  }
+  if (segment->kind() != ObjectKind::kBroadcastRing) {
+    return Error(ErrorCode::kWrongKind, "\"" + segment->name() + "\" is a " +
+                                            KindName(segment->kind()) + ", not a broadcast ring");
+  }
+  return Ok{};
+}
+
+VoidResult CheckSpec(std::string_view name, const BroadcastRingSpec& spec) {
+  const std::string what = "broadcast ring \"" + std::string(name) + "\": ";
+  if (!IsPowerOfTwo(spec.slot_count) || spec.slot_count < 2) {
+    return Error(ErrorCode::kInvalidArgument,
+                 what + "slot count " + std::to_string(spec.slot_count) +
+                     " must be a power of two from 2 to 16777216 (e.g. 1024)");
+  }
+  if (spec.max_message == 0) {
+    return Error(ErrorCode::kInvalidArgument,
+                 what + "max message must be at least 1 byte (every slot holds this many)");
+  }
+  return Ok{};
+}
+
+}  // namespace
+
+namespace internal {
+
+BroadcastRingView::BroadcastRingView(const Segment* segment) {
+  if (segment == nullptr) return;
+  control = &segment->control<layout::BroadcastControl>();
+  data = segment->data();
+  capacity = segment->params().capacity;
+  mask = capacity - 1;
+  slot_size = segment->params().slot_size;
+  max_message = segment->params().max_message;
+}
+
+}  // namespace internal
+
+Result<Segment> CreateBroadcastRing(const ShmDir& dir, std::string_view name,
+                                    const BroadcastRingSpec& spec, const CreateOptions& options) {
+  if (auto r = CheckSpec(name, spec); !r.ok()) return r.error();
+  layout::ObjectParams params{};
+  params.capacity = spec.slot_count;
+  params.max_message = spec.max_message;
+  // Truncation for absurd sizes is caught by Segment::Create's geometry check, which
+  // rejects max_message over 16 MiB before it looks at slot_size.
+  params.slot_size = static_cast<uint32_t>(layout::SlotSizeFor(spec.max_message));
+  params.policy = static_cast<uint32_t>(layout::BroadcastPolicy::kLossy);
+  const uint64_t data_size = uint64_t{spec.slot_count} * layout::SlotSizeFor(spec.max_message);
+  // Zero-filled slots read sequence 0: below Done(n) for every n, so "not yet" everywhere.
+  return Segment::Create(dir, name, ObjectKind::kBroadcastRing, params, data_size, options);
+}
+
+// --- producer -------------------------------------------------------------------------
+
+BroadcastProducer::BroadcastProducer(std::shared_ptr<Segment> segment, uint32_t slot)
+    : segment_(std::move(segment)), ring_(segment_.get()), slot_(slot), tag_(slot + 1) {
+  // Resume after the last message published. A predecessor that died after finishing
+  // message n (sequence 2n + 2) but before counting it in `published` leaves it whole:
+  // count it rather than rewrite it, or a subscriber copying the old message n could
+  // see the same sequence before and after and take a mix of both for message n.
+  published_ = ring_.control->published.load(std::memory_order_acquire);
+  if (ring_.HeaderAt(published_).sequence.load(std::memory_order_acquire) == Done(published_)) {
+    ++published_;
+    ring_.control->published.store(published_, std::memory_order_release);
+  }
+  bytes_ = ring_.control->bytes_written.load(std::memory_order_relaxed);
+}
+
+Result<BroadcastProducer> BroadcastProducer::Attach(std::shared_ptr<Segment> segment) {
+  if (auto r = CheckKind(segment); !r.ok()) return r.error();
+  Result<uint32_t> slot = ClaimEndpoint(*segment, EndpointRole::kProducer, /*exclusive=*/true);
+  if (!slot.ok()) return slot.error();
+  return BroadcastProducer(std::move(segment), *slot);
+}
+
+Result<BroadcastProducer> BroadcastProducer::Open(const ShmDir& dir, std::string_view name) {
+  auto segment = OpenShared(dir, name);
+  if (!segment.ok()) return segment.error();
+  return Attach(std::move(segment).value());
+}
+
+BroadcastProducer::BroadcastProducer(BroadcastProducer&& other) noexcept {
+  *this = std::move(other);
+}
+
+BroadcastProducer& BroadcastProducer::operator=(BroadcastProducer&& other) noexcept {
+  if (this != &other) {
+    Detach();
+    segment_ = std::move(other.segment_);
+    ring_ = other.ring_;
+    slot_ = std::exchange(other.slot_, layout::kMaxEndpoints);
+    tag_ = other.tag_;
+    published_ = other.published_;
+    bytes_ = other.bytes_;
+  }
+  return *this;
+}
+
+BroadcastProducer::~BroadcastProducer() { Detach(); }
+
+void BroadcastProducer::Detach() noexcept {
+  if (!segment_) return;
+  if (slot_ < layout::kMaxEndpoints) ReleaseEndpoint(*segment_, slot_);
+  slot_ = layout::kMaxEndpoints;
+  segment_.reset();
+}
+
+Status BroadcastProducer::TrySend(std::span<const std::byte> message) noexcept {
+  if (message.empty()) return Status::kInvalidArgument;
+  if (message.size() > ring_.max_message) return Status::kTooLarge;
+  const auto size = static_cast<uint32_t>(message.size());
+  const uint64_t n = published_;
+  SlotHeader& h = ring_.HeaderAt(n);
+  // (W1): "being written". Relaxed: each release store below orders it before itself.
+  h.sequence.store(Writing(n), std::memory_order_relaxed);
+  LengthOf(h).store(size, std::memory_order_release);
+  WriterOf(h).store(tag_, std::memory_order_release);
+  StoreWords(ring_.PayloadAt(n), message.data(), size);
+  // (W2): publishes message n's length and payload; pairs with the subscribers' (R1).
+  h.sequence.store(Done(n), std::memory_order_release);
+  published_ = n + 1;
+  bytes_ += size;
+  // Single writer. Release: a subscriber that attaches, or jumps after being lapped,
+  // reads `published` with acquire and finds the slots it counts on written.
+  ring_.control->published.store(published_, std::memory_order_release);
+  ring_.control->bytes_written.store(bytes_, std::memory_order_relaxed);
+  Wake(ring_.control->data_ready);
+  return Status::kOk;
+}
+
+// --- subscriber -----------------------------------------------------------------------
+
+BroadcastSubscriber::BroadcastSubscriber(std::shared_ptr<Segment> segment, uint32_t slot,
+                                         const WaitOptions& wait)
+    : segment_(std::move(segment)),
+      ring_(segment_.get()),
+      slot_(slot),
+      wait_(wait),
+      spin_(wait.max_spin),
+      producer_(segment_.get(), EndpointRole::kProducer) {
+  // Only what is published from now on.
+  cursor_ = ring_.control->published.load(std::memory_order_acquire);
+  segment_->endpoints().slots[slot_].cursor.store(cursor_, std::memory_order_relaxed);
+}
+
+Result<BroadcastSubscriber> BroadcastSubscriber::Attach(std::shared_ptr<Segment> segment,
+                                                        const WaitOptions& wait) {
+  if (auto r = CheckKind(segment); !r.ok()) return r.error();
+  Result<uint32_t> slot = ClaimEndpoint(*segment, EndpointRole::kSubscriber, /*exclusive=*/false);
+  if (!slot.ok()) return slot.error();
+  return BroadcastSubscriber(std::move(segment), *slot, wait);
+}
+
+Result<BroadcastSubscriber> BroadcastSubscriber::Open(const ShmDir& dir, std::string_view name,
+                                                      const WaitOptions& wait) {
+  auto segment = OpenShared(dir, name);
+  if (!segment.ok()) return segment.error();
+  return Attach(std::move(segment).value(), wait);
+}
+
+BroadcastSubscriber::BroadcastSubscriber(BroadcastSubscriber&& other) noexcept {
+  *this = std::move(other);
+}
+
+BroadcastSubscriber& BroadcastSubscriber::operator=(BroadcastSubscriber&& other) noexcept {
+  if (this != &other) {
+    Detach();
+    segment_ = std::move(other.segment_);
+    ring_ = other.ring_;
+    slot_ = std::exchange(other.slot_, layout::kMaxEndpoints);
+    cursor_ = other.cursor_;
+    last_lost_ = other.last_lost_;
+    messages_ = other.messages_;
+    bytes_ = other.bytes_;
+    lost_ = other.lost_;
+    lap_events_ = other.lap_events_;
+    wait_ = other.wait_;
+    spin_ = other.spin_;
+    producer_ = PeerWatch(segment_.get(), EndpointRole::kProducer);
+  }
+  return *this;
+}
+
+BroadcastSubscriber::~BroadcastSubscriber() { Detach(); }
+
+void BroadcastSubscriber::Detach() noexcept {
+  if (!segment_) return;
+  if (slot_ < layout::kMaxEndpoints) ReleaseEndpoint(*segment_, slot_);
+  slot_ = layout::kMaxEndpoints;
+  segment_.reset();
+}
+
+void BroadcastSubscriber::Advance(uint64_t next) noexcept {
+  cursor_ = next;
+  // For metrics (lag = published - cursor). Single writer: relaxed.
+  segment_->endpoints().slots[slot_].cursor.store(cursor_, std::memory_order_relaxed);
+}
+
+bool BroadcastSubscriber::Ready() const noexcept {
+  // Done or overwritten: either way TryReceive has something to say.
+  return ring_.HeaderAt(cursor_).sequence.load(std::memory_order_acquire) >= Done(cursor_);
+}
+
+Status BroadcastSubscriber::Lapped() noexcept {
+  const uint64_t c = cursor_;
+  const uint64_t published = ring_.control->published.load(std::memory_order_acquire);
+  // The oldest message the ring can hold is published - slot_count, in the slot the
+  // producer writes message `published` into next: skip it too if that has begun.
+  uint64_t next = published > ring_.capacity ? published - ring_.capacity : 0;
+  if (ring_.HeaderAt(next).sequence.load(std::memory_order_acquire) != Done(next)) ++next;
+  // Message c is gone whatever `published` we read.
+  if (next <= c) next = c + 1;
+  last_lost_ = next - c;
+  lost_ += last_lost_;
+  ++lap_events_;
+  auto& slot = segment_->endpoints().slots[slot_];
+  slot.counters[layout::kCounterLapped].store(lost_, std::memory_order_relaxed);
+  slot.counters[layout::kCounterLapEvents].store(lap_events_, std::memory_order_relaxed);
+  Advance(next);
+  return Status::kLapped;
+}
+
+Status BroadcastSubscriber::TryReceive(std::span<std::byte> buffer, size_t* size) noexcept {
+  const uint64_t n = cursor_;
+  SlotHeader& h = ring_.HeaderAt(n);
+  // (R1): pairs with the producer's (W2) for message n.
+  const uint64_t before = h.sequence.load(std::memory_order_acquire);
+  if (before < Done(n)) return Status::kEmpty;  // not yet written, or being written
+  if (before > Done(n)) return Lapped();        // a later message is in (or going into) it
+  // (R2): the length, like every payload word, is an acquire load; (R3) re-checks.
+  const uint32_t length = LengthOf(h).load(std::memory_order_acquire);
+  if (length == 0 || length > ring_.max_message || length > buffer.size()) {
+    // Never trust the length: but a wild one may just be a newer message's, mid-write.
+    if (h.sequence.load(std::memory_order_relaxed) != before) return Lapped();  // (R3)
+    if (length == 0 || length > ring_.max_message) {
+      Advance(n + 1);  // not read; moved past so the subscriber keeps going
+      return Status::kCorrupted;
+    }
+    *size = length;
+    return Status::kTooLarge;
+  }
+  LoadWords(ring_.PayloadAt(n), buffer.data(), length);
+  // (R3): unchanged, so no word above came from a later message (see the header).
+  if (h.sequence.load(std::memory_order_relaxed) != before) return Lapped();
+  *size = length;
+  ++messages_;
+  bytes_ += length;
+  auto& slot = segment_->endpoints().slots[slot_];
+  slot.counters[layout::kCounterMessages].store(messages_, std::memory_order_relaxed);
+  slot.counters[layout::kCounterBytes].store(bytes_, std::memory_order_relaxed);
+  Advance(n + 1);
+  return Status::kOk;
+}
+
+Status BroadcastSubscriber::ReceiveUntil(std::span<std::byte> buffer, size_t* size,
+                                         Clock::time_point deadline) noexcept {
+  for (;;) {
+    Status s = TryReceive(buffer, size);
+    if (s != Status::kEmpty) return s;
+    // Report a producer known to have left at once, not after a sleep slice.
+    if (producer_.Gone(/*check_process=*/false) && !Ready()) return Status::kPeerGone;
+    s = WaitFor(
+        ring_.control->data_ready, wait_, spin_, deadline,
+        &segment_->endpoints().slots[slot_].counters[layout::kCounterWaits],
+        [&] { return Ready(); }, [&] { return producer_.Gone(/*check_process=*/true); });
+    if (s != Status::kOk) return s;
+  }
+}
+
+}  // namespace shmd

@@ -187,7 +187,8 @@ class MpmcProducer {
 
  private:
   MpmcProducer(std::shared_ptr<Segment> segment, uint32_t slot, const WaitOptions& wait);
-  Status ClaimUntil(Clock::time_point deadline, bool count_full) noexcept;
+  // Claims the next position (reserved_position_); waits for room unless `try_only`.
+  Status ClaimUntil(Clock::time_point deadline, bool try_only) noexcept;
   void Publish(uint32_t size) noexcept;
   Status SendUntil(std::span<const std::byte> message, Clock::time_point deadline) noexcept;
   std::atomic<uint64_t>& Counter(layout::EndpointCounter c) const {
@@ -255,10 +256,14 @@ class MpmcConsumer {
 
  private:
   MpmcConsumer(std::shared_ptr<Segment> segment, uint32_t slot, const WaitOptions& wait);
+  Status TryClaim(MessageView* out) noexcept;
   Status PeekUntil(MessageView* out, Clock::time_point deadline) noexcept;
   Status ReceiveUntil(std::span<std::byte> buffer, size_t* size,
                       Clock::time_point deadline) noexcept;
+  Status CopyOut(const MessageView& view, std::span<std::byte> buffer, size_t* size) noexcept;
+  Status WaitForData(Clock::time_point deadline) noexcept;
   bool HeadReady() const noexcept;
+  bool RecoverHead() noexcept;  // marks the head abandoned if its claimer has gone
   void FreeSlot(uint64_t position) noexcept;
   std::atomic<uint64_t>& Counter(layout::EndpointCounter c) const {
     return segment_->endpoints().slots[slot_].counters[c];
