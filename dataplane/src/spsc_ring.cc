@@ -25,6 +25,18 @@ VoidResult CheckKind(const std::shared_ptr<Segment>& segment) {
   return Ok{};
 }
 
+// Positions come from shared memory: a corrupted one must be refused before it is used
+// as an offset (records start on 8-byte boundaries, and the consumer is never more than
+// a ring behind).
+VoidResult CheckPosition(const Segment& segment, const char* which, uint64_t position) {
+  if (position % layout::kRecordAlign != 0) {
+    return Error(ErrorCode::kCorrupted, "ring \"" + segment.name() + "\" has a corrupted " + which +
+                                            " position " + std::to_string(position) +
+                                            " (not a multiple of 8); recreate the ring");
+  }
+  return Ok{};
+}
+
 }  // namespace
 
 Result<Segment> CreateSpscRing(const ShmDir& dir, std::string_view name, const SpscRingSpec& spec,
@@ -78,9 +90,20 @@ SpscProducer::SpscProducer(std::shared_ptr<Segment> segment, uint32_t slot, cons
 Result<SpscProducer> SpscProducer::Attach(std::shared_ptr<Segment> segment,
                                           const WaitOptions& wait) {
   if (auto r = CheckKind(segment); !r.ok()) return r.error();
+  const auto& control = segment->control<layout::SpscControl>();
+  const uint64_t recorded = control.producer_position.load(std::memory_order_acquire);
+  if (auto r = CheckPosition(*segment, "producer", recorded); !r.ok()) return r.error();
   Result<uint32_t> slot = ClaimEndpoint(*segment, EndpointRole::kProducer, /*exclusive=*/true);
   if (!slot.ok()) return slot.error();
-  return SpscProducer(std::move(segment), *slot, wait);
+  SpscProducer producer(std::move(segment), *slot, wait);
+  const uint64_t consumed = producer.cached_consumer_;
+  if (consumed > producer.position_ || producer.position_ - consumed > producer.capacity_) {
+    return Error(ErrorCode::kCorrupted,
+                 "ring \"" + producer.segment().name() +
+                     "\" has impossible positions: consumer at " + std::to_string(consumed) +
+                     ", producer at " + std::to_string(producer.position_) + "; recreate the ring");
+  }
+  return producer;
 }
 
 Result<SpscProducer> SpscProducer::Open(const ShmDir& dir, std::string_view name,
@@ -206,6 +229,9 @@ SpscConsumer::SpscConsumer(std::shared_ptr<Segment> segment, uint32_t slot, cons
 Result<SpscConsumer> SpscConsumer::Attach(std::shared_ptr<Segment> segment,
                                           const WaitOptions& wait) {
   if (auto r = CheckKind(segment); !r.ok()) return r.error();
+  const uint64_t recorded =
+      segment->control<layout::SpscControl>().consumer_position.load(std::memory_order_acquire);
+  if (auto r = CheckPosition(*segment, "consumer", recorded); !r.ok()) return r.error();
   Result<uint32_t> slot = ClaimEndpoint(*segment, EndpointRole::kConsumer, /*exclusive=*/true);
   if (!slot.ok()) return slot.error();
   return SpscConsumer(std::move(segment), *slot, wait);

@@ -214,6 +214,25 @@ TEST_F(SpscRingTest, ImpossibleRecordIsCorruptionAndNeverRead) {
   EXPECT_EQ(c->TryPeek(&m), Status::kCorrupted) << "record crossing the end";
 }
 
+TEST_F(SpscRingTest, CorruptedPositionsAreRefusedAtAttach) {
+  Make(4096);
+  producer_.reset();
+  consumer_.reset();
+  control().consumer_position.store(10);  // not on a record boundary
+  auto c = SpscConsumer::Open(dir_, "ring");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code(), ErrorCode::kCorrupted);
+  EXPECT_NE(c.error().message().find("corrupted consumer position 10"), std::string::npos)
+      << c.error().message();
+  control().consumer_position.store(1 << 20);  // ahead of the producer
+  auto p = SpscProducer::Open(dir_, "ring");
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.error().message().find("impossible positions"), std::string::npos)
+      << p.error().message();
+  control().consumer_position.store(0);
+  EXPECT_TRUE(SpscProducer::Open(dir_, "ring").ok()) << "the refused attach left the role free";
+}
+
 TEST_F(SpscRingTest, HalfWrittenMessageStaysInvisible) {
   Make(4096);
   ASSERT_EQ(producer_->TrySend(Bytes("complete")), Status::kOk);
