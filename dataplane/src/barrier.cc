@@ -32,8 +32,10 @@ bool RegisterAsymmetricBarrier() {
 }
 
 void HeavyBarrier() {
+#if defined(__SANITIZE_THREAD__)
+  LightBarrier();  // the same seq_cst read-modify-write: see barrier.h
+#else
   std::atomic_thread_fence(std::memory_order_seq_cst);
-#if !defined(__SANITIZE_THREAD__)
   // The waker may be another process that registered and so uses only a compiler
   // barrier: issue the membarrier whenever the kernel has it, whatever this process did.
   if (RegisterAsymmetricBarrier()) {

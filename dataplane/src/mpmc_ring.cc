@@ -198,8 +198,7 @@ uint32_t RecoverAbandonedSlots(const Segment& segment) {
 
 // --- producer -------------------------------------------------------------------------
 
-MpmcProducer::MpmcProducer(std::shared_ptr<Segment> segment, uint32_t slot,
-                           const WaitOptions& wait)
+MpmcProducer::MpmcProducer(std::shared_ptr<Segment> segment, uint32_t slot, const WaitOptions& wait)
     : segment_(std::move(segment)),
       ring_(segment_.get()),
       slot_(slot),
@@ -288,7 +287,12 @@ Status MpmcProducer::ClaimUntil(Clock::time_point deadline, bool try_only) noexc
       } else if (diff < 0) {
         break;  // the slot still holds the message of the lap before: full
       } else {
-        pos = control.enqueue_position.load(std::memory_order_relaxed);  // fell behind
+        // Fell behind: the slot was published for pos, so enqueue_position has moved on
+        // (that claim happened before the publish we just acquired). If it has not, the
+        // shared state is impossible: report it rather than spin on it.
+        const uint64_t now = control.enqueue_position.load(std::memory_order_relaxed);
+        if (now == pos) return Status::kCorrupted;
+        pos = now;
       }
     }
     if (!counted) {
@@ -302,8 +306,8 @@ Status MpmcProducer::ClaimUntil(Clock::time_point deadline, bool try_only) noexc
         control.space_ready, wait_, spin_, deadline, &Counter(layout::kCounterWaits),
         [&] {
           const uint64_t p = control.enqueue_position.load(std::memory_order_relaxed);
-          return static_cast<int64_t>(
-                     ring_.HeaderAt(p).sequence.load(std::memory_order_acquire) - p) >= 0;
+          return static_cast<int64_t>(ring_.HeaderAt(p).sequence.load(std::memory_order_acquire) -
+                                      p) >= 0;
         },
         [&] { return consumers_.Gone(/*check_process=*/true); });
     if (s != Status::kOk) return s;
@@ -366,8 +370,7 @@ Status MpmcProducer::Commit(uint32_t size) noexcept {
 
 // --- consumer -------------------------------------------------------------------------
 
-MpmcConsumer::MpmcConsumer(std::shared_ptr<Segment> segment, uint32_t slot,
-                           const WaitOptions& wait)
+MpmcConsumer::MpmcConsumer(std::shared_ptr<Segment> segment, uint32_t slot, const WaitOptions& wait)
     : segment_(std::move(segment)),
       ring_(segment_.get()),
       slot_(slot),
@@ -470,7 +473,11 @@ Status MpmcConsumer::TryClaim(MessageView* out) noexcept {
     const auto diff = static_cast<int64_t>(seq - (pos + 1));
     if (diff < 0) return Status::kEmpty;  // not published yet (maybe claimed)
     if (diff > 0) {
-      pos = control.dequeue_position.load(std::memory_order_relaxed);  // fell behind
+      // Fell behind: the slot was freed for pos, so dequeue_position has moved on (that
+      // claim happened before the (C) we just acquired). If not, the state is impossible.
+      const uint64_t now = control.dequeue_position.load(std::memory_order_relaxed);
+      if (now == pos) return Status::kCorrupted;
+      pos = now;
       continue;
     }
     if (!control.dequeue_position.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed,

@@ -53,6 +53,8 @@ std::string FilesystemUsage(const std::string& dir) {
 
 Error Geometry(const std::string& what) { return Error(ErrorCode::kInvalidArgument, what); }
 
+VoidResult ValidateKindGeometry(ObjectKind kind, const layout::ObjectParams& p, uint64_t data_size);
+
 }  // namespace
 
 const char* KindName(ObjectKind kind) {
@@ -101,9 +103,18 @@ std::string ObjectPath(const ShmDir& dir, std::string_view name) {
 }
 
 VoidResult ValidateGeometry(ObjectKind kind, const layout::ObjectParams& p, uint64_t data_size) {
+  // The kind's own checks come first: their messages name the fields of the caller's spec.
+  if (auto r = ValidateKindGeometry(kind, p, data_size); !r.ok()) return r;
   if (data_size == 0 || data_size > kMaxObjectSize - layout::kDataOffset) {
     return Geometry("data size " + std::to_string(data_size) + " is outside 1 byte to 1 TiB");
   }
+  return Ok{};
+}
+
+namespace {
+
+VoidResult ValidateKindGeometry(ObjectKind kind, const layout::ObjectParams& p,
+                                uint64_t data_size) {
   switch (kind) {
     case ObjectKind::kRegion:
       return Ok{};
@@ -169,6 +180,8 @@ VoidResult ValidateGeometry(ObjectKind kind, const layout::ObjectParams& p, uint
   }
   return Geometry("unknown object kind " + std::to_string(static_cast<uint32_t>(kind)));
 }
+
+}  // namespace
 
 VoidResult ValidateObject(const void* base, uint64_t size, ObjectKind expected,
                           std::string_view what) {

@@ -25,7 +25,7 @@ EndpointCensus Census(const Segment& segment) {
       continue;
     }
     if (state != static_cast<uint32_t>(layout::EndpointState::kLive)) continue;
-    switch (static_cast<EndpointRole>(slot.role)) {
+    switch (static_cast<EndpointRole>(slot.role.load(std::memory_order_relaxed))) {
       case EndpointRole::kProducer:
         ++census.producers;
         break;

@@ -3,11 +3,13 @@
 //   MpmcRingMultiprocessTest.*  multiprocess: a real producer process dying mid-send (fork)
 //   MpmcRingStressTest.*        stress: 2 producer and 2 consumer threads, one mapping each
 #include "shmd/dataplane/mpmc_ring.h"
+#include "shmd/dataplane/spsc_ring.h"
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <latch>
@@ -203,7 +205,8 @@ TEST_F(MpmcRingTest, RoundTripInOrderWithEverySize) {
 
 TEST_F(MpmcRingTest, FullThenRoomAgain) {
   Make(4, 16);
-  for (int i = 0; i < 4; ++i) ASSERT_EQ(producer_->TrySend(Bytes("m" + std::to_string(i))), Status::kOk);
+  for (int i = 0; i < 4; ++i)
+    ASSERT_EQ(producer_->TrySend(Bytes("m" + std::to_string(i))), Status::kOk);
   EXPECT_EQ(producer_->TrySend(Bytes("over")), Status::kFull);
   EXPECT_EQ(producer_->TrySend(Bytes("over")), Status::kFull);
   EXPECT_EQ(RoleCounter(*segment_, EndpointRole::kProducer, layout::kCounterFull), 2u);
@@ -277,6 +280,19 @@ TEST_F(MpmcRingTest, CorruptedLengthIsReportedAndNeverRead) {
   ASSERT_EQ(producer_->TrySend(Bytes("fine")), Status::kOk);
   EXPECT_EQ(Next(), "fine") << "the corrupt slots were dropped; the ring keeps moving";
   EXPECT_EQ(RoleCounter(*segment_, EndpointRole::kConsumer, layout::kCounterMessages), 1u);
+}
+
+// Positions written backwards (a buggy or hostile peer): the slot is a lap ahead of the
+// position, which a correct ring never shows. Reported, not spun on forever.
+TEST_F(MpmcRingTest, PositionsContradictingTheSlotsAreCorruption) {
+  Make(4, 16);
+  ASSERT_EQ(producer_->TrySend(Bytes("one")), Status::kOk);
+  EXPECT_EQ(Next(), "one");
+  control().dequeue_position.store(0);
+  EXPECT_EQ(Next(), "<corrupted>");
+  control().enqueue_position.store(0);
+  EXPECT_EQ(producer_->TrySend(Bytes("two")), Status::kCorrupted);
+  EXPECT_EQ(producer_->SendFor(Bytes("two"), 1s), Status::kCorrupted);
 }
 
 TEST_F(MpmcRingTest, CountersAddUpAndSurviveDetach) {
@@ -405,19 +421,20 @@ TEST_F(MpmcRingTest, LastProducerLeavingMeansPeerGoneAfterDrain) {
   p2.emplace(std::move(attached).value());
   ASSERT_EQ(producer_->TrySend(Bytes("last words")), Status::kOk);
   producer_.reset();
+  std::atomic<bool> leaving{false};
   std::thread leaver([&] {
     std::this_thread::sleep_for(30ms);
+    leaving = true;
     p2.reset();
   });
   std::vector<std::byte> buffer(16);
   size_t size = 0;
   EXPECT_EQ(consumer_->ReceiveFor(buffer, &size, 10s), Status::kOk) << "data first";
-  auto start = Clock::now();
   EXPECT_EQ(consumer_->ReceiveFor(buffer, &size, 10s), Status::kPeerGone)
       << "one producer left: still waiting, then the last one left";
-  EXPECT_GE(Clock::now() - start, 20ms) << "it waited for the second producer";
+  EXPECT_TRUE(leaving) << "kPeerGone came while the second producer was still attached";
   leaver.join();
-  start = Clock::now();
+  const auto start = Clock::now();
   EXPECT_EQ(consumer_->ReceiveFor(buffer, &size, 10s), Status::kPeerGone) << "and again";
   EXPECT_LT(Clock::now() - start, 1s) << "at once";
   // A new producer makes it wait again.
@@ -601,7 +618,8 @@ uint32_t StressSize(uint32_t producer, uint64_t seq, uint32_t max) {
                                (max - sizeof(StressHeader) + 1));
 }
 
-void BuildStressMessage(uint32_t producer, uint64_t seq, uint32_t max, std::vector<std::byte>* out) {
+void BuildStressMessage(uint32_t producer, uint64_t seq, uint32_t max,
+                        std::vector<std::byte>* out) {
   StressHeader h{producer, StressSize(producer, seq, max), seq, 0};
   out->resize(h.size);
   testing::FillPattern(producer, seq, std::span(*out).subspan(sizeof h));
@@ -609,26 +627,38 @@ void BuildStressMessage(uint32_t producer, uint64_t seq, uint32_t max, std::vect
   std::memcpy(out->data(), &h, sizeof h);
 }
 
-TEST(MpmcRingStressTest, TwoProducersTwoConsumersNothingLostDuplicatedReorderedOrCorrupted) {
+struct StressMode {
+  const char* name;
+  uint32_t slots;
+  bool busy_poll;
+};
+
+class MpmcRingStressTest : public ::testing::TestWithParam<StressMode> {};
+
+TEST_P(MpmcRingStressTest, TwoProducersTwoConsumersNothingLostDuplicatedReorderedOrCorrupted) {
   constexpr uint32_t kProducers = 2;
   constexpr uint32_t kConsumers = 2;
   constexpr uint32_t kMax = 200;
+  const StressMode mode = GetParam();
   const uint64_t per_producer = testing::Scaled(1000000) / kProducers;
   TestDir dir;
-  ASSERT_TRUE(CreateMpmcRing(dir, "stress", {.slot_count = 64, .max_message = kMax}).ok());
+  ASSERT_TRUE(CreateMpmcRing(dir, "stress", {.slot_count = mode.slots, .max_message = kMax}).ok());
+  WaitOptions wait;
+  wait.busy_poll = mode.busy_poll;
 
   std::latch attached(kProducers + kConsumers);
   std::vector<std::string> failures(kProducers + kConsumers);
   // seen[c][p][seq]: consumer c received message seq of producer p.
   std::vector<std::vector<std::vector<uint8_t>>> seen(
-      kConsumers, std::vector<std::vector<uint8_t>>(kProducers, std::vector<uint8_t>(per_producer)));
+      kConsumers,
+      std::vector<std::vector<uint8_t>>(kProducers, std::vector<uint8_t>(per_producer)));
   std::vector<std::thread> threads;
   const auto start = Clock::now();
 
   for (uint32_t p = 0; p < kProducers; ++p) {
     threads.emplace_back([&, p] {
       // Its own mapping, as another process would have.
-      auto producer = MpmcProducer::Open(dir, "stress");
+      auto producer = MpmcProducer::Open(dir, "stress", wait);
       attached.count_down();
       if (!producer.ok()) {
         failures[p] = producer.error().message();
@@ -651,7 +681,7 @@ TEST(MpmcRingStressTest, TwoProducersTwoConsumersNothingLostDuplicatedReorderedO
   for (uint32_t c = 0; c < kConsumers; ++c) {
     threads.emplace_back([&, c] {
       std::string& failure = failures[kProducers + c];
-      auto consumer = MpmcConsumer::Open(dir, "stress");
+      auto consumer = MpmcConsumer::Open(dir, "stress", wait);
       attached.count_down();
       if (!consumer.ok()) {
         failure = consumer.error().message();
@@ -665,8 +695,8 @@ TEST(MpmcRingStressTest, TwoProducersTwoConsumersNothingLostDuplicatedReorderedO
         Status s = consumer->ReceiveFor(buffer, &size, 30s);
         if (s == Status::kPeerGone) return;
         if (s != Status::kOk) {
-          failure = "consumer " + std::to_string(c) + ": expected ok or peer gone, got " +
-                    StatusName(s);
+          failure =
+              "consumer " + std::to_string(c) + ": expected ok or peer gone, got " + StatusName(s);
           return;
         }
         StressHeader h;
@@ -727,6 +757,13 @@ TEST(MpmcRingStressTest, TwoProducersTwoConsumersNothingLostDuplicatedReorderedO
               static_cast<unsigned long long>(per_consumer[0]),
               static_cast<unsigned long long>(per_consumer[1]));
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    Modes, MpmcRingStressTest,
+    ::testing::Values(StressMode{"blocking", 64, false},
+                      // Every thread spinning on a 4-slot ring: the most contended claims.
+                      StressMode{"busy_poll_small_ring", 4, true}),
+    [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace shmd

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 
 namespace shmd {
 
@@ -25,8 +26,10 @@ bool RegisterAsymmetricBarrier();
 // Waker side, on the hot path: after the publishing store, before reading the wait word.
 inline void LightBarrier() {
 #if defined(__SANITIZE_THREAD__)
-  // ThreadSanitizer does not model membarrier; give it a fence it understands.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // ThreadSanitizer models neither membarrier nor fences (GCC warns, -Wtsan): a seq_cst
+  // read-modify-write is a full barrier on the hardware and an operation TSan knows.
+  static thread_local std::atomic<uint32_t> tsan_barrier{0};
+  tsan_barrier.exchange(0, std::memory_order_seq_cst);
 #else
   if (internal::g_membarrier_ready.load(std::memory_order_relaxed)) {
     std::atomic_signal_fence(std::memory_order_seq_cst);

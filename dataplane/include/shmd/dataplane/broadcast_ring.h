@@ -174,7 +174,8 @@ class BroadcastSubscriber {
 
  private:
   BroadcastSubscriber(std::shared_ptr<Segment> segment, uint32_t slot, const WaitOptions& wait);
-  Status ReceiveUntil(std::span<std::byte> buffer, size_t* size, Clock::time_point deadline) noexcept;
+  Status ReceiveUntil(std::span<std::byte> buffer, size_t* size,
+                      Clock::time_point deadline) noexcept;
   bool Ready() const noexcept;
   Status Lapped() noexcept;
   void Advance(uint64_t next) noexcept;

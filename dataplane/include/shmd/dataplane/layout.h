@@ -174,21 +174,24 @@ enum EndpointCounter : uint32_t {
   kCounterLapped = 4,     // broadcast: messages this subscriber lost by being lapped
   kCounterLapEvents = 5,  // broadcast: times this subscriber was lapped
   kCounterFreed = 6,      // pool: blocks released
-  kCounterReserved = 7,
 };
+inline constexpr uint32_t kEndpointCounters = 7;
 
+// The identity fields are atomics (used outside the hot path only) because a reader that
+// saw kLive may race a detach and a new claim of the same slot: it may then read a mix
+// of two owners' values, which the liveness check tolerates, but never a torn value.
 struct EndpointSlot {
-  std::atomic<uint32_t> state;        // 0   EndpointState
-  uint32_t role;                      // 4   EndpointRole
-  uint32_t pid;                       // 8   in the pid namespace below
-  uint32_t uid;                       // 12
-  uint64_t start_time;                // 16  /proc/<pid>/stat field 22: tells a reused pid apart
-  uint64_t pid_namespace;             // 24  inode of /proc/<pid>/ns/pid: who can check the pid
-  uint64_t attached_unix_ns;          // 32
-  uint64_t lease_id;                  // 40  set by the daemon; 0 in embedded mode
-  std::atomic<uint32_t> incarnation;  // 48 bumped at every claim
-  uint32_t reserved0;                 // 52
-  uint8_t reserved1[8];               // 56
+  std::atomic<uint32_t> state;          // 0   EndpointState
+  std::atomic<uint32_t> role;           // 4   EndpointRole
+  std::atomic<uint32_t> pid;            // 8   in the pid namespace below
+  std::atomic<uint32_t> uid;            // 12
+  std::atomic<uint64_t> start_time;     // 16  /proc/<pid>/stat field 22: tells a reused pid apart
+  std::atomic<uint64_t> pid_namespace;  // 24  inode of /proc/<pid>/ns/pid: who can check the pid
+  std::atomic<uint64_t> attached_unix_ns;  // 32
+  std::atomic<uint64_t> lease_id;          // 40  set by the daemon; 0 in embedded mode
+  std::atomic<uint32_t> incarnation;       // 48 bumped at every claim
+  uint32_t reserved0;                      // 52
+  uint8_t reserved1[8];                    // 56
   // Second line: written only by the owning process (its counters, a broadcast cursor).
   std::atomic<uint64_t> cursor;       // 64  broadcast: next sequence this subscriber reads
   std::atomic<uint64_t> counters[7];  // 72  EndpointCounter 0..6
@@ -299,10 +302,16 @@ static_assert(offsetof(SpscControl, space_ready) == 384);
 // the consumer claiming p; p + capacity it is free again for the next lap.
 struct SlotHeader {
   std::atomic<uint64_t> sequence;  // 0
-  uint32_t length;                 // 8   payload bytes
+  uint32_t length;                 // 8   payload bytes, or kAbandonedLength
   uint32_t writer;                 // 12  endpoint slot + 1 of the producer that claimed it
 };
 static_assert(sizeof(SlotHeader) == 16);
+// MPMC: a slot whose producer died after claiming it is published by a recoverer with
+// this length, which consumers skip (mpmc_ring.h, "Abandoned slots"); `writer` reads
+// kWriterRecovering while one recoverer has taken the slot over. Neither is a real
+// value: lengths are at most 16 MiB, endpoint tags at most kMaxEndpoints.
+inline constexpr uint32_t kAbandonedLength = 0xffffffffu;
+inline constexpr uint32_t kWriterRecovering = 0xffffffffu;
 inline constexpr uint32_t kSlotHeaderSize = 16;
 // Slot geometry shared by the MPMC and broadcast rings: header plus payload, padded to 8.
 inline constexpr uint64_t SlotSizeFor(uint64_t max_message) {

@@ -62,7 +62,9 @@
 //     that slot when they come round to it: the slot header records no reader (a layout
 //     change would be needed to attribute it);
 //   - a recoverer that dies between its CAS and its publish leaves the slot stuck.
-// An admin "unblock" (as Aeron has) would cover these; see RecoverAbandonedSlots.
+// These would need an operator's "unblock" (as Aeron has), which does not exist yet.
+// A consumer that only polls (TryReceive/TryPeek) never recovers anything by itself: call
+// RecoverAbandonedSlots now and then, or let the daemon do it.
 #pragma once
 
 #include <atomic>
@@ -74,19 +76,16 @@
 
 #include "shmd/dataplane/endpoints.h"
 #include "shmd/dataplane/layout.h"
+#include "shmd/dataplane/message_view.h"
 #include "shmd/dataplane/result.h"
 #include "shmd/dataplane/segment.h"
-#include "shmd/dataplane/spsc_ring.h"  // MessageView
 #include "shmd/dataplane/status.h"
 #include "shmd/dataplane/wait.h"
 
 namespace shmd {
 
-// Slot-header values with a meaning beyond layout.h's (they belong there; kept here until
-// the ABI file takes them). Neither can be a real value: lengths are at most 16 MiB,
-// endpoint tags at most kMaxEndpoints.
-inline constexpr uint32_t kAbandonedLength = 0xffffffffu;   // SlotHeader::length: skip me
-inline constexpr uint32_t kWriterRecovering = 0xffffffffu;  // SlotHeader::writer: taken over
+using layout::kAbandonedLength;
+using layout::kWriterRecovering;
 
 struct MpmcRingSpec {
   uint32_t slot_count = 1024;  // a power of two, 2 to 16777216
@@ -157,8 +156,10 @@ class MpmcProducer {
   MpmcProducer& operator=(MpmcProducer&& other) noexcept;
   ~MpmcProducer();  // publishes an open reservation as abandoned, then detaches
 
-  // Copying sends. kInvalidArgument if empty; kTooLarge if over max_message; kFull (Try)
-  // when every slot holds an unread message.
+  // Copying sends. kInvalidArgument if empty or while a reservation is open; kTooLarge
+  // if over max_message; kFull (Try) when every slot holds an unread message; kCorrupted
+  // when the ring's positions and slot sequences contradict each other (written over by
+  // something else: nothing was written).
   Status TrySend(std::span<const std::byte> message) noexcept;
   Status Send(std::span<const std::byte> message) noexcept {
     return SendUntil(message, Clock::time_point::max());
@@ -227,8 +228,9 @@ class MpmcConsumer {
   // could recycle it otherwise), so a message cannot be left in the ring for a larger
   // buffer: `buffer` must hold max_message bytes, or the call returns kTooLarge at once,
   // with *size = max_message and nothing consumed. Use TryPeek to read any size in place.
-  // kCorrupted: the slot claimed a length of 0 or over max_message; it was not read, and
-  // was dropped so the ring keeps moving.
+  // kCorrupted: the slot claimed a length of 0 or over max_message (it was not read, and
+  // was dropped so the ring keeps moving), or the positions and sequences contradict each
+  // other (nothing was read).
   Status TryReceive(std::span<std::byte> buffer, size_t* size) noexcept;
   Status Receive(std::span<std::byte> buffer, size_t* size) noexcept {
     return ReceiveUntil(buffer, size, Clock::time_point::max());

@@ -27,6 +27,7 @@
 
 #include "shmd/dataplane/endpoints.h"
 #include "shmd/dataplane/layout.h"
+#include "shmd/dataplane/message_view.h"
 #include "shmd/dataplane/result.h"
 #include "shmd/dataplane/segment.h"
 #include "shmd/dataplane/status.h"
@@ -42,13 +43,6 @@ struct SpscRingSpec {
 // Creates the ring's file in `dir`. The ring is empty and has no endpoints.
 Result<Segment> CreateSpscRing(const ShmDir& dir, std::string_view name, const SpscRingSpec& spec,
                                const CreateOptions& options = {});
-
-// A message seen in place by the consumer: valid until Release().
-struct MessageView {
-  const std::byte* data = nullptr;
-  uint32_t size = 0;
-  std::span<const std::byte> bytes() const { return {data, size}; }
-};
 
 enum class Publish : uint8_t {
   kNow,       // the consumer may see the message as soon as Commit returns
