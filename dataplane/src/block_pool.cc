@@ -91,13 +91,7 @@ BlockPool::BlockPool(std::shared_ptr<Segment> segment, uint32_t slot, const Wait
       spin_(wait.max_spin) {}
 
 Result<BlockPool> BlockPool::Attach(std::shared_ptr<Segment> segment, const WaitOptions& wait) {
-  if (!segment || !segment->valid()) {
-    return Error(ErrorCode::kInvalidArgument, "no segment to attach to");
-  }
-  if (segment->kind() != layout::ObjectKind::kBlockPool) {
-    return Error(ErrorCode::kWrongKind, "\"" + segment->name() + "\" is a " +
-                                            KindName(segment->kind()) + ", not a block pool");
-  }
+  if (auto r = CheckAttachable(segment, layout::ObjectKind::kBlockPool); !r.ok()) return r.error();
   Result<uint32_t> slot =
       ClaimEndpoint(*segment, layout::EndpointRole::kProducer, /*exclusive=*/false);
   if (!slot.ok()) return slot.error();
@@ -106,9 +100,9 @@ Result<BlockPool> BlockPool::Attach(std::shared_ptr<Segment> segment, const Wait
 
 Result<BlockPool> BlockPool::Open(const ShmDir& dir, std::string_view name,
                                   const WaitOptions& wait) {
-  Result<Segment> segment = Segment::Open(dir, name, layout::ObjectKind::kBlockPool);
+  auto segment = OpenShared(dir, name, layout::ObjectKind::kBlockPool);
   if (!segment.ok()) return segment.error();
-  return Attach(std::make_shared<Segment>(std::move(segment).value()), wait);
+  return Attach(std::move(segment).value(), wait);
 }
 
 BlockPool::BlockPool(BlockPool&& other) noexcept : spin_(other.spin_) { *this = std::move(other); }

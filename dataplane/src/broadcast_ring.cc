@@ -50,23 +50,6 @@ void LoadWords(uint64_t* words, std::byte* dst, uint32_t size) {
   }
 }
 
-Result<std::shared_ptr<Segment>> OpenShared(const ShmDir& dir, std::string_view name) {
-  Result<Segment> segment = Segment::Open(dir, name, ObjectKind::kBroadcastRing);
-  if (!segment.ok()) return segment.error();
-  return std::make_shared<Segment>(std::move(segment).value());
-}
-
-VoidResult CheckKind(const std::shared_ptr<Segment>& segment) {
-  if (!segment || !segment->valid()) {
-    return Error(ErrorCode::kInvalidArgument, "no segment to attach to");
-  }
-  if (segment->kind() != ObjectKind::kBroadcastRing) {
-    return Error(ErrorCode::kWrongKind, "\"" + segment->name() + "\" is a " +
-                                            KindName(segment->kind()) + ", not a broadcast ring");
-  }
-  return Ok{};
-}
-
 VoidResult CheckSpec(std::string_view name, const BroadcastRingSpec& spec) {
   const std::string what = "broadcast ring \"" + std::string(name) + "\": ";
   if (!IsPowerOfTwo(spec.slot_count) || spec.slot_count < 2) {
@@ -129,14 +112,14 @@ BroadcastProducer::BroadcastProducer(std::shared_ptr<Segment> segment, uint32_t 
 }
 
 Result<BroadcastProducer> BroadcastProducer::Attach(std::shared_ptr<Segment> segment) {
-  if (auto r = CheckKind(segment); !r.ok()) return r.error();
+  if (auto r = CheckAttachable(segment, ObjectKind::kBroadcastRing); !r.ok()) return r.error();
   Result<uint32_t> slot = ClaimEndpoint(*segment, EndpointRole::kProducer, /*exclusive=*/true);
   if (!slot.ok()) return slot.error();
   return BroadcastProducer(std::move(segment), *slot);
 }
 
 Result<BroadcastProducer> BroadcastProducer::Open(const ShmDir& dir, std::string_view name) {
-  auto segment = OpenShared(dir, name);
+  auto segment = OpenShared(dir, name, ObjectKind::kBroadcastRing);
   if (!segment.ok()) return segment.error();
   return Attach(std::move(segment).value());
 }
@@ -207,7 +190,7 @@ BroadcastSubscriber::BroadcastSubscriber(std::shared_ptr<Segment> segment, uint3
 
 Result<BroadcastSubscriber> BroadcastSubscriber::Attach(std::shared_ptr<Segment> segment,
                                                         const WaitOptions& wait) {
-  if (auto r = CheckKind(segment); !r.ok()) return r.error();
+  if (auto r = CheckAttachable(segment, ObjectKind::kBroadcastRing); !r.ok()) return r.error();
   Result<uint32_t> slot = ClaimEndpoint(*segment, EndpointRole::kSubscriber, /*exclusive=*/false);
   if (!slot.ok()) return slot.error();
   return BroadcastSubscriber(std::move(segment), *slot, wait);
@@ -215,7 +198,7 @@ Result<BroadcastSubscriber> BroadcastSubscriber::Attach(std::shared_ptr<Segment>
 
 Result<BroadcastSubscriber> BroadcastSubscriber::Open(const ShmDir& dir, std::string_view name,
                                                       const WaitOptions& wait) {
-  auto segment = OpenShared(dir, name);
+  auto segment = OpenShared(dir, name, ObjectKind::kBroadcastRing);
   if (!segment.ok()) return segment.error();
   return Attach(std::move(segment).value(), wait);
 }

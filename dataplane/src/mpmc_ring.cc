@@ -21,23 +21,6 @@ std::atomic_ref<uint32_t> LengthOf(SlotHeader& h) { return std::atomic_ref<uint3
 
 bool IsPowerOfTwo(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
-Result<std::shared_ptr<Segment>> OpenShared(const ShmDir& dir, std::string_view name) {
-  Result<Segment> segment = Segment::Open(dir, name, ObjectKind::kMpmcRing);
-  if (!segment.ok()) return segment.error();
-  return std::make_shared<Segment>(std::move(segment).value());
-}
-
-VoidResult CheckKind(const std::shared_ptr<Segment>& segment) {
-  if (!segment || !segment->valid()) {
-    return Error(ErrorCode::kInvalidArgument, "no segment to attach to");
-  }
-  if (segment->kind() != ObjectKind::kMpmcRing) {
-    return Error(ErrorCode::kWrongKind, "\"" + segment->name() + "\" is a " +
-                                            KindName(segment->kind()) + ", not an mpmc ring");
-  }
-  return Ok{};
-}
-
 // Whether position p is claimed but not published, and by whom: the claimer's tag
 // (endpoint slot + 1), or 0 when p is not in that state or its claimer has not tagged it
 // yet (or a recoverer holds it).
@@ -211,7 +194,7 @@ MpmcProducer::MpmcProducer(std::shared_ptr<Segment> segment, uint32_t slot, cons
 
 Result<MpmcProducer> MpmcProducer::Attach(std::shared_ptr<Segment> segment,
                                           const WaitOptions& wait) {
-  if (auto r = CheckKind(segment); !r.ok()) return r.error();
+  if (auto r = CheckAttachable(segment, ObjectKind::kMpmcRing); !r.ok()) return r.error();
   Result<uint32_t> slot = ClaimEndpoint(*segment, EndpointRole::kProducer, /*exclusive=*/false);
   if (!slot.ok()) return slot.error();
   return MpmcProducer(std::move(segment), *slot, wait);
@@ -219,7 +202,7 @@ Result<MpmcProducer> MpmcProducer::Attach(std::shared_ptr<Segment> segment,
 
 Result<MpmcProducer> MpmcProducer::Open(const ShmDir& dir, std::string_view name,
                                         const WaitOptions& wait) {
-  auto segment = OpenShared(dir, name);
+  auto segment = OpenShared(dir, name, ObjectKind::kMpmcRing);
   if (!segment.ok()) return segment.error();
   return Attach(std::move(segment).value(), wait);
 }
@@ -384,7 +367,7 @@ MpmcConsumer::MpmcConsumer(std::shared_ptr<Segment> segment, uint32_t slot, cons
 
 Result<MpmcConsumer> MpmcConsumer::Attach(std::shared_ptr<Segment> segment,
                                           const WaitOptions& wait) {
-  if (auto r = CheckKind(segment); !r.ok()) return r.error();
+  if (auto r = CheckAttachable(segment, ObjectKind::kMpmcRing); !r.ok()) return r.error();
   Result<uint32_t> slot = ClaimEndpoint(*segment, EndpointRole::kConsumer, /*exclusive=*/false);
   if (!slot.ok()) return slot.error();
   return MpmcConsumer(std::move(segment), *slot, wait);
@@ -392,7 +375,7 @@ Result<MpmcConsumer> MpmcConsumer::Attach(std::shared_ptr<Segment> segment,
 
 Result<MpmcConsumer> MpmcConsumer::Open(const ShmDir& dir, std::string_view name,
                                         const WaitOptions& wait) {
-  auto segment = OpenShared(dir, name);
+  auto segment = OpenShared(dir, name, ObjectKind::kMpmcRing);
   if (!segment.ok()) return segment.error();
   return Attach(std::move(segment).value(), wait);
 }

@@ -75,6 +75,12 @@ const char* KindName(ObjectKind kind) {
   return "unknown";
 }
 
+std::string KindWithArticle(ObjectKind kind) {
+  // "an spsc ring", "an mpmc ring": the letters are read out.
+  const bool an = kind == ObjectKind::kSpscRing || kind == ObjectKind::kMpmcRing;
+  return std::string(an ? "an " : "a ") + KindName(kind);
+}
+
 VoidResult ValidateName(std::string_view name, std::string_view what) {
   if (name.empty() || name.size() > 200) {
     return Error(
@@ -217,7 +223,7 @@ VoidResult ValidateObject(const void* base, uint64_t size, ObjectKind expected,
   }
   if (expected != ObjectKind::kNone && kind != expected) {
     return Error(ErrorCode::kWrongKind,
-                 name + " is a " + KindName(kind) + ", not a " + KindName(expected));
+                 name + " is " + KindWithArticle(kind) + ", not " + KindWithArticle(expected));
   }
   if (h.total_size != size || h.data_offset != layout::kDataOffset ||
       h.data_size != size - layout::kDataOffset) {
@@ -239,6 +245,25 @@ VoidResult ValidateObject(const void* base, uint64_t size, ObjectKind expected,
   if (!geometry.ok()) {
     return Error(ErrorCode::kCorrupted,
                  name + " has a corrupted geometry: " + geometry.error().message());
+  }
+  return Ok{};
+}
+
+Result<std::shared_ptr<Segment>> OpenShared(const ShmDir& dir, std::string_view name,
+                                            ObjectKind kind) {
+  Result<Segment> segment = Segment::Open(dir, name, kind);
+  if (!segment.ok()) return segment.error();
+  return std::make_shared<Segment>(std::move(segment).value());
+}
+
+VoidResult CheckAttachable(const std::shared_ptr<Segment>& segment, ObjectKind kind) {
+  if (!segment || !segment->valid()) {
+    return Error(ErrorCode::kInvalidArgument, "no segment to attach to");
+  }
+  if (segment->kind() != kind) {
+    return Error(ErrorCode::kWrongKind, Quote(segment->name()) + " is " +
+                                            KindWithArticle(segment->kind()) + ", not " +
+                                            KindWithArticle(kind));
   }
   return Ok{};
 }
@@ -425,7 +450,7 @@ VoidResult Segment::Remove(const ShmDir& dir, std::string_view name) {
 VoidResult Segment::Resize(uint64_t new_data_size) {
   if (kind() != ObjectKind::kRegion) {
     return Error(ErrorCode::kInvalidArgument, std::string("only regions can be resized; ") +
-                                                  Quote(name_) + " is a " + KindName(kind()));
+                                                  Quote(name_) + " is " + KindWithArticle(kind()));
   }
   if (auto r = ValidateGeometry(ObjectKind::kRegion, params(), new_data_size); !r.ok()) {
     return r.error();

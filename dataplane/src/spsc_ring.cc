@@ -8,23 +8,6 @@ namespace {
 using layout::EndpointRole;
 using layout::ObjectKind;
 
-Result<std::shared_ptr<Segment>> OpenShared(const ShmDir& dir, std::string_view name) {
-  Result<Segment> segment = Segment::Open(dir, name, ObjectKind::kSpscRing);
-  if (!segment.ok()) return segment.error();
-  return std::make_shared<Segment>(std::move(segment).value());
-}
-
-VoidResult CheckKind(const std::shared_ptr<Segment>& segment) {
-  if (!segment || !segment->valid()) {
-    return Error(ErrorCode::kInvalidArgument, "no segment to attach to");
-  }
-  if (segment->kind() != ObjectKind::kSpscRing) {
-    return Error(ErrorCode::kWrongKind, "\"" + segment->name() + "\" is a " +
-                                            KindName(segment->kind()) + ", not an spsc ring");
-  }
-  return Ok{};
-}
-
 // Positions come from shared memory: a corrupted one must be refused before it is used
 // as an offset (records start on 8-byte boundaries, and the consumer is never more than
 // a ring behind).
@@ -89,7 +72,7 @@ SpscProducer::SpscProducer(std::shared_ptr<Segment> segment, uint32_t slot, cons
 
 Result<SpscProducer> SpscProducer::Attach(std::shared_ptr<Segment> segment,
                                           const WaitOptions& wait) {
-  if (auto r = CheckKind(segment); !r.ok()) return r.error();
+  if (auto r = CheckAttachable(segment, ObjectKind::kSpscRing); !r.ok()) return r.error();
   const auto& control = segment->control<layout::SpscControl>();
   const uint64_t recorded = control.producer_position.load(std::memory_order_acquire);
   if (auto r = CheckPosition(*segment, "producer", recorded); !r.ok()) return r.error();
@@ -108,7 +91,7 @@ Result<SpscProducer> SpscProducer::Attach(std::shared_ptr<Segment> segment,
 
 Result<SpscProducer> SpscProducer::Open(const ShmDir& dir, std::string_view name,
                                         const WaitOptions& wait) {
-  auto segment = OpenShared(dir, name);
+  auto segment = OpenShared(dir, name, ObjectKind::kSpscRing);
   if (!segment.ok()) return segment.error();
   return Attach(std::move(segment).value(), wait);
 }
@@ -228,7 +211,7 @@ SpscConsumer::SpscConsumer(std::shared_ptr<Segment> segment, uint32_t slot, cons
 
 Result<SpscConsumer> SpscConsumer::Attach(std::shared_ptr<Segment> segment,
                                           const WaitOptions& wait) {
-  if (auto r = CheckKind(segment); !r.ok()) return r.error();
+  if (auto r = CheckAttachable(segment, ObjectKind::kSpscRing); !r.ok()) return r.error();
   const uint64_t recorded =
       segment->control<layout::SpscControl>().consumer_position.load(std::memory_order_acquire);
   if (auto r = CheckPosition(*segment, "consumer", recorded); !r.ok()) return r.error();
@@ -239,7 +222,7 @@ Result<SpscConsumer> SpscConsumer::Attach(std::shared_ptr<Segment> segment,
 
 Result<SpscConsumer> SpscConsumer::Open(const ShmDir& dir, std::string_view name,
                                         const WaitOptions& wait) {
-  auto segment = OpenShared(dir, name);
+  auto segment = OpenShared(dir, name, ObjectKind::kSpscRing);
   if (!segment.ok()) return segment.error();
   return Attach(std::move(segment).value(), wait);
 }

@@ -115,7 +115,8 @@ TEST_F(BroadcastRingTest, WrongKindAndSecondProducerAreRefused) {
   auto wrong = BroadcastSubscriber::Open(dir_, "mpmc");
   ASSERT_FALSE(wrong.ok());
   EXPECT_EQ(wrong.error().code(), ErrorCode::kWrongKind);
-  EXPECT_NE(wrong.error().message().find("is a mpmc ring, not a broadcast ring"), std::string::npos)
+  EXPECT_NE(wrong.error().message().find("is an mpmc ring, not a broadcast ring"),
+            std::string::npos)
       << wrong.error().message();
   auto mpmc = Segment::Open(dir_, "mpmc");
   ASSERT_TRUE(mpmc.ok());

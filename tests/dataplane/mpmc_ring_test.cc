@@ -142,7 +142,7 @@ TEST_F(MpmcRingTest, WrongKindIsRefusedWithAClearError) {
   auto by_name = MpmcProducer::Open(dir_, "spsc");
   ASSERT_FALSE(by_name.ok());
   EXPECT_EQ(by_name.error().code(), ErrorCode::kWrongKind);
-  EXPECT_NE(by_name.error().message().find("is a spsc ring, not a mpmc ring"), std::string::npos)
+  EXPECT_NE(by_name.error().message().find("is an spsc ring, not an mpmc ring"), std::string::npos)
       << by_name.error().message();
 
   auto broadcast = CreateBroadcastRing(dir_, "bcast", {.slot_count = 8, .max_message = 8});

@@ -106,7 +106,7 @@ TEST(SegmentTest, WrongKindIsNamed) {
   auto r = Segment::Open(dir, "region", layout::ObjectKind::kSpscRing);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), ErrorCode::kWrongKind);
-  EXPECT_NE(r.error().message().find("is a region, not a spsc ring"), std::string::npos)
+  EXPECT_NE(r.error().message().find("is a region, not an spsc ring"), std::string::npos)
       << r.error().message();
 }
 

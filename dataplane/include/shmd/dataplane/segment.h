@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -31,6 +32,7 @@ VoidResult ValidateName(std::string_view name, std::string_view what = "object n
 std::string ObjectPath(const ShmDir& dir, std::string_view name);
 
 const char* KindName(layout::ObjectKind kind);
+std::string KindWithArticle(layout::ObjectKind kind);  // "an spsc ring", "a block pool"
 
 // Checks a kind's geometry (params plus data size) for internal consistency. The same
 // check serves the creator (is this spec sane?) and the opener (is this file sane?).
@@ -108,6 +110,12 @@ class Segment {
   std::string name_;
   std::string path_;
 };
+
+// For the handles' Open and Attach: a shared mapping of `name`, which must be of `kind`;
+// and whether an already mapped segment is of `kind`.
+Result<std::shared_ptr<Segment>> OpenShared(const ShmDir& dir, std::string_view name,
+                                            layout::ObjectKind kind);
+VoidResult CheckAttachable(const std::shared_ptr<Segment>& segment, layout::ObjectKind kind);
 
 // Calls fn(layout::WaitWord&) for each wait word of the segment's kind.
 template <class Fn>
