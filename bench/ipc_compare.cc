@@ -249,7 +249,7 @@ Measured Measure(Mechanism& mechanism, Mode mode, size_t size, const Placement& 
   spec.warmup = mode == Mode::kStream ? 0 : 100;
   const auto log = [&](const char* what, const RunResult& r) {
     if (!verbose) return;
-    std::fprintf(stderr, "  %-10s %8zu B %-10s %-5s count %10" PRIu64 " took %.3f s",
+    std::fprintf(stderr, "  %-15s %8zu B %-10s %-5s count %10" PRIu64 " took %.3f s",
                  std::string(mechanism.name()).c_str(), size, ModeName(mode), what, spec.count,
                  r.timed_seconds(mode));
     if (mode == Mode::kStream) {
@@ -303,9 +303,14 @@ Measured Measure(Mechanism& mechanism, Mode mode, size_t size, const Placement& 
 }
 
 std::string Grouped(double value) {
-  std::string digits = std::to_string(static_cast<uint64_t>(value + 0.5));
-  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) digits.insert(i, ",");
-  return digits;
+  // Appends rather than inserts: g++ 12 warns falsely (-Wrestrict) on string::insert here.
+  const std::string digits = std::to_string(static_cast<uint64_t>(value + 0.5));
+  std::string grouped;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i != 0 && (digits.size() - i) % 3 == 0) grouped += ',';
+    grouped += digits[i];
+  }
+  return grouped;
 }
 
 std::string FormatRate(const std::optional<double>& v) { return v ? Grouped(*v) : "-"; }
@@ -359,16 +364,94 @@ void PrintJson(const std::vector<Record>& records) {
 }
 
 void PrintTableHeader() {
-  std::printf("%-10s %7s %13s %10s %12s %12s %12s\n", "mechanism", "size", "msgs/s", "MB/s",
+  std::printf("%-15s %7s %13s %10s %12s %12s %12s\n", "mechanism", "size", "msgs/s", "MB/s",
               "rtt p50 ns", "rtt p99 ns", "rtt p99.9 ns");
 }
 
 void PrintTableRow(const Record& r) {
-  std::printf("%-10s %7zu %13s %10s %12s %12s %12s\n", r.mechanism.c_str(), r.size,
+  std::printf("%-15s %7zu %13s %10s %12s %12s %12s\n", r.mechanism.c_str(), r.size,
               FormatRate(r.msgs_per_s).c_str(), FormatMb(r.mb_per_s).c_str(),
               FormatNs(r.rtt_p50_ns).c_str(), FormatNs(r.rtt_p99_ns).c_str(),
               FormatNs(r.rtt_p999_ns).c_str());
   std::fflush(stdout);  // rows appear as they are measured
+}
+
+// --- targets: the goals, as ratios of two figures of this run ----------------------
+
+const Record* FindRecord(const std::vector<Record>& records, std::string_view mechanism,
+                         size_t size) {
+  for (const Record& r : records) {
+    if (r.mechanism == mechanism && r.size == size) return &r;
+  }
+  return nullptr;
+}
+
+struct Figure {
+  const char* label;  // "msgs/s", "MB/s", "rtt p50"
+  std::optional<double> (*get)(const Record&);
+  const char* unit;  // printed after the two values
+};
+const Figure kMsgs = {"msgs/s", [](const Record& r) { return r.msgs_per_s; }, "msgs/s"};
+const Figure kMb = {"MB/s", [](const Record& r) { return r.mb_per_s; }, "MB/s"};
+const Figure kRttP50 = {"rtt p50",
+                        [](const Record& r) {
+                          return r.rtt_p50_ns ? std::optional<double>(*r.rtt_p50_ns)
+                                              : std::optional<double>();
+                        },
+                        "ns"};
+
+struct Target {
+  std::string_view mechanism;
+  size_t size;
+  std::string_view baseline;
+  size_t baseline_size;
+  const Figure* figure;
+  bool at_least;  // ratio >= factor (throughput) or ratio <= factor (latency)
+  double factor;
+  const char* met_as;  // what "met" means in words, or nullptr
+};
+
+// One line per target whose two figures this run has; the others (rows or sizes filtered
+// out) are skipped. Prints nothing when no target applies.
+void PrintTargets(const std::vector<Record>& records, FILE* out) {
+  const Target targets[] = {
+      {"shmd-spsc", 64, "pipe", 64, &kMsgs, true, 20, nullptr},
+      {"shmd-spsc-busy", 64, "pipe", 64, &kMsgs, true, 20, nullptr},
+      {"shmd-spsc-busy", 64, "cacheline", 8, &kRttP50, false, 3, nullptr},
+      {"shmd-spsc", 65536, "pipe", 65536, &kMb, true, 10, nullptr},
+      {"shmd-pool", 65536, "shmd-pool", 64, &kRttP50, false, 2, "size-independent"},
+      {"shmd-spsc-sleep", 64, "pipe", 64, &kRttP50, false, 1.5,
+       "a sleeping consumer wakes as fast as a pipe reader: comparable"},
+      {"shmd-spsc", 64, "shmd-spsc-busy", 64, &kRttP50, false, 1.5, "as fast as busy-poll"},
+  };
+  bool header = false;
+  for (const Target& t : targets) {
+    const Record* a = FindRecord(records, t.mechanism, t.size);
+    const Record* b = FindRecord(records, t.baseline, t.baseline_size);
+    if (a == nullptr || b == nullptr) continue;
+    const std::optional<double> va = t.figure->get(*a);
+    const std::optional<double> vb = t.figure->get(*b);
+    if (!va || !vb || *vb <= 0) continue;
+    if (!header) {
+      std::fprintf(out, "targets (ratios of two figures of this run):\n");
+      header = true;
+    }
+    const double ratio = *va / *vb;
+    const bool met = t.at_least ? ratio >= t.factor : ratio <= t.factor;
+    char want[64];
+    std::snprintf(want, sizeof(want), "%s %gx", t.at_least ? ">=" : "<=", t.factor);
+    const std::string lhs =
+        std::string(t.mechanism) + " " + std::to_string(t.size) + " B " + t.figure->label;
+    const std::string rhs = std::string(t.baseline) + " " + std::to_string(t.baseline_size) + " B";
+    const auto format = t.figure == &kMb ? FormatMb : FormatRate;
+    const std::string va_text = format(va);
+    const std::string vb_text = format(vb);
+    std::fprintf(out, "  %-34s %s %-18s %13s vs %13s %-6s = %6.2fx  %s%s%s\n", lhs.c_str(), want,
+                 rhs.c_str(), va_text.c_str(), vb_text.c_str(), t.figure->unit, ratio,
+                 met ? "met" : "NOT met", t.met_as != nullptr && met ? ": " : "",
+                 t.met_as != nullptr && met ? t.met_as : "");
+  }
+  if (header) std::fprintf(out, "\n");
 }
 
 // How much of the machine's CPU time went to other processes while we ran.
@@ -473,9 +556,11 @@ int Main(int argc, char** argv) {
       DescribeOtherWork(cpu_at_start, ReadCpuTimes(), NowNs() - start_ns, machine.cpus_online));
   if (options.json) {
     PrintJson(records);
-  } else if (!notes.empty()) {
+  } else {
     std::printf("\n");
   }
+  // After the table; in --json mode on stderr, so stdout stays one JSON array.
+  PrintTargets(records, info);
   for (const std::string& note : notes) std::fprintf(info, "note: %s\n", note.c_str());
   return 0;
 }

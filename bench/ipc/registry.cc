@@ -12,6 +12,10 @@
   X(Mq)                              \
   X(Uds)                             \
   X(Tcp)                             \
+  X(ShmdSpscBusy)                    \
+  X(ShmdSpsc)                        \
+  X(ShmdSpscSleep)                   \
+  X(ShmdPool)                        \
   X(Cacheline)                       \
   X(Memcpy)
 
