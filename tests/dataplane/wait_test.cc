@@ -71,6 +71,16 @@ TEST(WaitTest, BusyPollStillHonoursTheDeadline) {
             Status::kTimeout);
 }
 
+TEST(AdaptiveSpinTest, RecoversAfterShrinkingWhenThePeerAnswersFastAgain) {
+  AdaptiveSpin spin(50us);
+  for (int i = 0; i < 20; ++i) spin.AfterSleep(5ms);  // an idle peer: stop burning the core
+  EXPECT_LT(spin.budget(), 1us);
+  spin.AfterSleep(8us);  // the peer answers within the spin limit again
+  EXPECT_GE(spin.budget(), 16us) << "a spin of twice that would have caught it";
+  spin.AfterSleep(40us);
+  EXPECT_EQ(spin.budget(), 50us) << "never beyond the limit";
+}
+
 TEST(ProcessTest, SelfIsAliveAndAReusedPidIsNot) {
   ProcessIdentity self = ProcessIdentity::Self();
   EXPECT_EQ(self.pid, static_cast<uint32_t>(getpid()));

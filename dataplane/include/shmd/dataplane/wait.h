@@ -3,6 +3,7 @@
 // the peer is still there and whether the deadline passed.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -38,13 +39,19 @@ inline void Wake(layout::WaitWord& word) {
 // Wakes every sleeper unconditionally (endpoint cleared, object deleted).
 void WakeAll(layout::WaitWord& word);
 
-// Per-handle state of the adaptive spin (process-local memory).
+// Per-handle state of the adaptive spin (process-local memory). It learns from how long
+// waits that ended in a sleep really took: a wait the peer answered within max_spin
+// would have been caught by spinning that long, so the budget grows to twice it; a
+// longer one means the peer idles, and spinning only burns the core, so it halves.
+// (Growing only when a spin succeeds would never recover once the budget fell below the
+// peer's answer time: every wait would sleep, and none would teach it otherwise.)
 class AdaptiveSpin {
  public:
   explicit AdaptiveSpin(Nanos max) : max_(max), budget_(max) {}
   Nanos budget() const { return budget_; }
-  void SpinWorked() { budget_ = std::min(max_, budget_ * 2 + Nanos(1000)); }
-  void SpinFailed() { budget_ = budget_ / 2; }
+  void AfterSleep(Nanos waited) {
+    budget_ = waited <= max_ ? std::min(max_, std::max(budget_, 2 * waited)) : budget_ / 2;
+  }
 
  private:
   Nanos max_;
@@ -90,10 +97,7 @@ Status WaitFor(layout::WaitWord& word, const WaitOptions& options, AdaptiveSpin&
       options.busy_poll ? Clock::time_point::max() : start + spin.budget();
   Clock::time_point next_check = start + options.sleep_slice;
   for (uint32_t i = 1;; ++i) {
-    if (ready()) {
-      if (!options.busy_poll) spin.SpinWorked();
-      return Status::kOk;
-    }
+    if (ready()) return Status::kOk;
     CpuRelax();
     if ((i & 63) != 0) continue;
     Clock::time_point now = Clock::now();
@@ -105,7 +109,12 @@ Status WaitFor(layout::WaitWord& word, const WaitOptions& options, AdaptiveSpin&
     }
     if (now >= spin_end) break;
   }
-  spin.SpinFailed();
+  // However this wait ends from here, its length teaches the spin budget.
+  struct Learn {
+    AdaptiveSpin& spin;
+    Clock::time_point start;
+    ~Learn() { spin.AfterSleep(Clock::now() - start); }
+  } learn{spin, start};
   // Sleep in slices until ready, deadline, peer gone or closed.
   for (;;) {
     uint32_t seq = internal::PrepareSleep(word);
