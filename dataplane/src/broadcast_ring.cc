@@ -19,8 +19,6 @@ std::atomic_ref<uint32_t> WriterOf(SlotHeader& h) { return std::atomic_ref<uint3
 constexpr uint64_t Writing(uint64_t n) { return 2 * n + 1; }
 constexpr uint64_t Done(uint64_t n) { return 2 * n + 2; }
 
-bool IsPowerOfTwo(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
-
 // Payload words: release stores on the producer's side, acquire loads on the subscriber's
 // (see the top of broadcast_ring.h for why, and what they pair with). The caller's
 // buffer has any alignment: words go through memcpy on that side.
@@ -50,39 +48,16 @@ void LoadWords(uint64_t* words, std::byte* dst, uint32_t size) {
   }
 }
 
-VoidResult CheckSpec(std::string_view name, const BroadcastRingSpec& spec) {
-  const std::string what = "broadcast ring \"" + std::string(name) + "\": ";
-  if (!IsPowerOfTwo(spec.slot_count) || spec.slot_count < 2) {
-    return Error(ErrorCode::kInvalidArgument,
-                 what + "slot count " + std::to_string(spec.slot_count) +
-                     " must be a power of two from 2 to 16777216 (e.g. 1024)");
-  }
-  if (spec.max_message == 0) {
-    return Error(ErrorCode::kInvalidArgument,
-                 what + "max message must be at least 1 byte (every slot holds this many)");
-  }
-  return Ok{};
-}
-
 }  // namespace
 
-namespace internal {
-
-BroadcastRingView::BroadcastRingView(const Segment* segment) {
-  if (segment == nullptr) return;
-  control = &segment->control<layout::BroadcastControl>();
-  data = segment->data();
-  capacity = segment->params().capacity;
-  mask = capacity - 1;
-  slot_size = segment->params().slot_size;
-  max_message = segment->params().max_message;
-}
-
-}  // namespace internal
+namespace internal {}  // namespace internal
 
 Result<Segment> CreateBroadcastRing(const ShmDir& dir, std::string_view name,
                                     const BroadcastRingSpec& spec, const CreateOptions& options) {
-  if (auto r = CheckSpec(name, spec); !r.ok()) return r.error();
+  if (auto r =
+          internal::CheckSlotRingSpec("broadcast ring", name, spec.slot_count, spec.max_message);
+      !r.ok())
+    return r.error();
   layout::ObjectParams params{};
   params.capacity = spec.slot_count;
   params.max_message = spec.max_message;

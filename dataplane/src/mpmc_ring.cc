@@ -19,8 +19,6 @@ constexpr auto kLive = static_cast<uint32_t>(layout::EndpointState::kLive);
 std::atomic_ref<uint32_t> WriterOf(SlotHeader& h) { return std::atomic_ref<uint32_t>(h.writer); }
 std::atomic_ref<uint32_t> LengthOf(SlotHeader& h) { return std::atomic_ref<uint32_t>(h.length); }
 
-bool IsPowerOfTwo(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
-
 // Whether position p is claimed but not published, and by whom: the claimer's tag
 // (endpoint slot + 1), or 0 when p is not in that state or its claimer has not tagged it
 // yet (or a recoverer holds it).
@@ -86,35 +84,11 @@ uint64_t RecoverOwnTag(const internal::MpmcRingView& ring, uint32_t tag) {
   return recovered;
 }
 
-VoidResult CheckSpec(std::string_view name, const MpmcRingSpec& spec) {
-  const std::string what = "mpmc ring \"" + std::string(name) + "\": ";
-  if (!IsPowerOfTwo(spec.slot_count) || spec.slot_count < 2) {
-    return Error(ErrorCode::kInvalidArgument,
-                 what + "slot count " + std::to_string(spec.slot_count) +
-                     " must be a power of two from 2 to 16777216 (e.g. 1024)");
-  }
-  if (spec.max_message == 0) {
-    return Error(ErrorCode::kInvalidArgument,
-                 what + "max message must be at least 1 byte (every slot holds this many)");
-  }
-  return Ok{};
-}
-
 }  // namespace
 
 // --- shared pieces --------------------------------------------------------------------
 
 namespace internal {
-
-MpmcRingView::MpmcRingView(const Segment* segment) {
-  if (segment == nullptr) return;
-  control = &segment->control<layout::MpmcControl>();
-  data = segment->data();
-  capacity = segment->params().capacity;
-  mask = capacity - 1;
-  slot_size = segment->params().slot_size;
-  max_message = segment->params().max_message;
-}
 
 RolePresence::RolePresence(const Segment* segment, EndpointRole role,
                            const std::atomic<uint64_t>* activity)
@@ -149,7 +123,9 @@ bool RolePresence::Gone(bool check_process) {
 
 Result<Segment> CreateMpmcRing(const ShmDir& dir, std::string_view name, const MpmcRingSpec& spec,
                                const CreateOptions& options) {
-  if (auto r = CheckSpec(name, spec); !r.ok()) return r.error();
+  if (auto r = internal::CheckSlotRingSpec("mpmc ring", name, spec.slot_count, spec.max_message);
+      !r.ok())
+    return r.error();
   layout::ObjectParams params{};
   params.capacity = spec.slot_count;
   params.max_message = spec.max_message;

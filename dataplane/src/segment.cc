@@ -12,6 +12,7 @@
 #include <cstring>
 #include <thread>
 
+#include "shmd/dataplane/slot_ring.h"
 #include "shmd/dataplane/wait.h"
 
 namespace shmd {
@@ -248,6 +249,25 @@ VoidResult ValidateObject(const void* base, uint64_t size, ObjectKind expected,
   }
   return Ok{};
 }
+
+namespace internal {
+
+VoidResult CheckSlotRingSpec(std::string_view kind, std::string_view name, uint32_t slot_count,
+                             uint32_t max_message) {
+  const std::string what = std::string(kind) + " " + Quote(name) + ": ";
+  if (!IsPowerOfTwo(slot_count) || slot_count < 2 || slot_count > kMaxSlots) {
+    return Error(ErrorCode::kInvalidArgument,
+                 what + "slot count " + std::to_string(slot_count) +
+                     " must be a power of two from 2 to 16777216 (e.g. 1024)");
+  }
+  if (max_message == 0) {
+    return Error(ErrorCode::kInvalidArgument,
+                 what + "max message must be at least 1 byte (every slot holds this many)");
+  }
+  return Ok{};
+}
+
+}  // namespace internal
 
 Result<std::shared_ptr<Segment>> OpenShared(const ShmDir& dir, std::string_view name,
                                             ObjectKind kind) {

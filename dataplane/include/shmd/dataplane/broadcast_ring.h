@@ -64,6 +64,7 @@
 #include "shmd/dataplane/layout.h"
 #include "shmd/dataplane/result.h"
 #include "shmd/dataplane/segment.h"
+#include "shmd/dataplane/slot_ring.h"
 #include "shmd/dataplane/status.h"
 #include "shmd/dataplane/wait.h"
 
@@ -81,21 +82,11 @@ Result<Segment> CreateBroadcastRing(const ShmDir& dir, std::string_view name,
 
 namespace internal {
 
-// Process-local view of a mapped broadcast ring: addresses and geometry, read once.
-struct BroadcastRingView {
-  layout::BroadcastControl* control = nullptr;
-  uint8_t* data = nullptr;
-  uint64_t capacity = 0;  // slot count
-  uint64_t mask = 0;
-  uint32_t slot_size = 0;
-  uint32_t max_message = 0;
-
-  explicit BroadcastRingView(const Segment* segment = nullptr);
-  layout::SlotHeader& HeaderAt(uint64_t n) const {
-    return *reinterpret_cast<layout::SlotHeader*>(data + (n & mask) * slot_size);
-  }
-  uint64_t* PayloadAt(uint64_t n) const {  // 8-aligned: see the top of this file
-    return reinterpret_cast<uint64_t*>(data + (n & mask) * slot_size + layout::kSlotHeaderSize);
+// Process-local view of the mapped ring (slot_ring.h).
+struct BroadcastRingView : SlotRingView<layout::BroadcastControl> {
+  using SlotRingView::SlotRingView;
+  uint64_t* PayloadAt(uint64_t position) const {
+    return reinterpret_cast<uint64_t*>(SlotPayload(position));
   }
 };
 

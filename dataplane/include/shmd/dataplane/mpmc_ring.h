@@ -79,6 +79,7 @@
 #include "shmd/dataplane/message_view.h"
 #include "shmd/dataplane/result.h"
 #include "shmd/dataplane/segment.h"
+#include "shmd/dataplane/slot_ring.h"
 #include "shmd/dataplane/status.h"
 #include "shmd/dataplane/wait.h"
 
@@ -103,22 +104,11 @@ uint32_t RecoverAbandonedSlots(const Segment& ring);
 
 namespace internal {
 
-// Process-local view of a mapped MPMC ring: addresses and geometry, read once.
-struct MpmcRingView {
-  layout::MpmcControl* control = nullptr;
-  uint8_t* data = nullptr;
-  uint64_t capacity = 0;  // slot count
-  uint64_t mask = 0;
-  uint32_t slot_size = 0;
-  uint32_t max_message = 0;
-
-  explicit MpmcRingView(const Segment* segment = nullptr);
-  layout::SlotHeader& HeaderAt(uint64_t position) const {
-    return *reinterpret_cast<layout::SlotHeader*>(data + (position & mask) * slot_size);
-  }
+// Process-local view of the mapped ring (slot_ring.h).
+struct MpmcRingView : SlotRingView<layout::MpmcControl> {
+  using SlotRingView::SlotRingView;
   std::byte* PayloadAt(uint64_t position) const {
-    return reinterpret_cast<std::byte*>(data + (position & mask) * slot_size +
-                                        layout::kSlotHeaderSize);
+    return reinterpret_cast<std::byte*>(SlotPayload(position));
   }
 };
 
