@@ -223,9 +223,10 @@ void MpmcProducer::Detach() noexcept {
   segment_.reset();
 }
 
-Status MpmcProducer::ClaimUntil(Clock::time_point deadline, bool try_only) noexcept {
+Status MpmcProducer::ClaimWithin(Nanos timeout, bool try_only) noexcept {
   if (reserved_) return Status::kInvalidArgument;
   layout::MpmcControl& control = *ring_.control;
+  Clock::time_point deadline = Clock::time_point::min();  // computed at the first wait
   for (bool counted = false;;) {
     uint64_t pos = control.enqueue_position.load(std::memory_order_relaxed);
     for (;;) {
@@ -261,6 +262,9 @@ Status MpmcProducer::ClaimUntil(Clock::time_point deadline, bool try_only) noexc
       Counter(layout::kCounterFull).store(full_events_, std::memory_order_relaxed);
     }
     if (try_only) return Status::kFull;
+    if (deadline == Clock::time_point::min()) {
+      deadline = timeout == Nanos::max() ? Clock::time_point::max() : Clock::now() + timeout;
+    }
     Status s = WaitFor(
         control.space_ready, wait_, spin_, deadline, &Counter(layout::kCounterWaits),
         [&] {
@@ -289,18 +293,17 @@ void MpmcProducer::Publish(uint32_t size) noexcept {
 Status MpmcProducer::TrySend(std::span<const std::byte> message) noexcept {
   if (message.empty() || reserved_) return Status::kInvalidArgument;
   if (message.size() > ring_.max_message) return Status::kTooLarge;
-  Status s = ClaimUntil(Clock::time_point::max(), /*try_only=*/true);
+  Status s = ClaimWithin(Nanos::max(), /*try_only=*/true);
   if (s != Status::kOk) return s;
   std::memcpy(ring_.PayloadAt(reserved_position_), message.data(), message.size());
   Publish(static_cast<uint32_t>(message.size()));
   return Status::kOk;
 }
 
-Status MpmcProducer::SendUntil(std::span<const std::byte> message,
-                               Clock::time_point deadline) noexcept {
+Status MpmcProducer::SendWithin(std::span<const std::byte> message, Nanos timeout) noexcept {
   if (message.empty() || reserved_) return Status::kInvalidArgument;
   if (message.size() > ring_.max_message) return Status::kTooLarge;
-  Status s = ClaimUntil(deadline, /*try_only=*/false);
+  Status s = ClaimWithin(timeout, /*try_only=*/false);
   if (s != Status::kOk) return s;
   std::memcpy(ring_.PayloadAt(reserved_position_), message.data(), message.size());
   Publish(static_cast<uint32_t>(message.size()));
@@ -308,14 +311,14 @@ Status MpmcProducer::SendUntil(std::span<const std::byte> message,
 }
 
 Status MpmcProducer::TryReserve(std::span<std::byte>* out) noexcept {
-  Status s = ClaimUntil(Clock::time_point::max(), /*try_only=*/true);
+  Status s = ClaimWithin(Nanos::max(), /*try_only=*/true);
   if (s != Status::kOk) return s;
   *out = {ring_.PayloadAt(reserved_position_), ring_.max_message};
   return Status::kOk;
 }
 
 Status MpmcProducer::ReserveFor(Nanos timeout, std::span<std::byte>* out) noexcept {
-  Status s = ClaimUntil(Clock::now() + timeout, /*try_only=*/false);
+  Status s = ClaimWithin(timeout, /*try_only=*/false);
   if (s != Status::kOk) return s;
   *out = {ring_.PayloadAt(reserved_position_), ring_.max_message};
   return Status::kOk;

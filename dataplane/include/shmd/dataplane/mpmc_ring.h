@@ -152,10 +152,10 @@ class MpmcProducer {
   // something else: nothing was written).
   Status TrySend(std::span<const std::byte> message) noexcept;
   Status Send(std::span<const std::byte> message) noexcept {
-    return SendUntil(message, Clock::time_point::max());
+    return SendWithin(message, Nanos::max());
   }
   Status SendFor(std::span<const std::byte> message, Nanos timeout) noexcept {
-    return SendUntil(message, Clock::now() + timeout);
+    return SendWithin(message, timeout);
   }
   Status TrySend(const void* data, size_t size) noexcept {
     return TrySend({static_cast<const std::byte*>(data), size});
@@ -179,9 +179,10 @@ class MpmcProducer {
  private:
   MpmcProducer(std::shared_ptr<Segment> segment, uint32_t slot, const WaitOptions& wait);
   // Claims the next position (reserved_position_); waits for room unless `try_only`.
-  Status ClaimUntil(Clock::time_point deadline, bool try_only) noexcept;
+  // The clock is read only when the ring is full: a read costs as much as a send.
+  Status ClaimWithin(Nanos timeout, bool try_only) noexcept;
   void Publish(uint32_t size) noexcept;
-  Status SendUntil(std::span<const std::byte> message, Clock::time_point deadline) noexcept;
+  Status SendWithin(std::span<const std::byte> message, Nanos timeout) noexcept;
   std::atomic<uint64_t>& Counter(layout::EndpointCounter c) const {
     return segment_->endpoints().slots[slot_].counters[c];
   }
@@ -226,7 +227,8 @@ class MpmcConsumer {
     return ReceiveUntil(buffer, size, Clock::time_point::max());
   }
   Status ReceiveFor(std::span<std::byte> buffer, size_t* size, Nanos timeout) noexcept {
-    return ReceiveUntil(buffer, size, Clock::now() + timeout);
+    Status s = TryReceive(buffer, size);
+    return s == Status::kEmpty ? ReceiveUntil(buffer, size, Clock::now() + timeout) : s;
   }
 
   // Zero-copy: claim the next message and look at it in place until Release(). One at a
@@ -235,7 +237,8 @@ class MpmcConsumer {
   Status TryPeek(MessageView* out) noexcept;
   Status Peek(MessageView* out) noexcept { return PeekUntil(out, Clock::time_point::max()); }
   Status PeekFor(MessageView* out, Nanos timeout) noexcept {
-    return PeekUntil(out, Clock::now() + timeout);
+    Status s = TryPeek(out);
+    return s == Status::kEmpty ? PeekUntil(out, Clock::now() + timeout) : s;
   }
   void Release() noexcept;
 
