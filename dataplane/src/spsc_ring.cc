@@ -135,14 +135,13 @@ void SpscProducer::Detach() noexcept {
   segment_.reset();
 }
 
+// Precondition: the caller's TryReserve(size) just returned kFull (and counted it once).
 Status SpscProducer::ReserveUntil(uint32_t size, Clock::time_point deadline,
                                   std::span<std::byte>* out) noexcept {
-  Status s = TryReserve(size, out);
-  if (s != Status::kFull) return s;
   // Publish what is pending first: the consumer cannot make room for a batch it can't see.
   Flush();
   const uint64_t record = layout::RecordSize(size);
-  s = WaitFor(
+  Status s = WaitFor(
       control_->space_ready, wait_, spin_, deadline, &control_->producer_waits,
       [&] {
         const uint64_t offset = position_ & mask_;
@@ -159,9 +158,9 @@ Status SpscProducer::ReserveFor(uint32_t size, Nanos timeout, std::span<std::byt
   return s == Status::kFull ? ReserveUntil(size, Clock::now() + timeout, out) : s;
 }
 
+// Precondition: the caller's TrySend(message) just returned kFull.
 Status SpscProducer::SendUntil(std::span<const std::byte> message,
                                Clock::time_point deadline) noexcept {
-  if (message.size() > max_message_) return Status::kTooLarge;
   std::span<std::byte> room;
   Status s = ReserveUntil(static_cast<uint32_t>(message.size()), deadline, &room);
   if (s != Status::kOk) return s;

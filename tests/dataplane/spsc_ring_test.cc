@@ -294,6 +294,15 @@ TEST_F(SpscRingTest, TimedSendTimesOutWhenFull) {
   EXPECT_GE(control().producer_waits.load(), 1u) << "it slept on the futex";
 }
 
+TEST_F(SpscRingTest, ABlockingSendThatFoundTheRingFullCountsOnce) {
+  Make(4096);
+  while (producer_->TrySend(Bytes(std::string(500, 'f'))) == Status::kOk) {
+  }
+  ASSERT_EQ(control().full_events.load(), 1u);
+  EXPECT_EQ(producer_->SendFor(Bytes(std::string(500, 'f')), 1ms), Status::kTimeout);
+  EXPECT_EQ(control().full_events.load(), 2u);
+}
+
 TEST_F(SpscRingTest, BlockedReceiverWakesForData) {
   Make(4096);
   std::thread sender([&] {

@@ -63,7 +63,8 @@ class SpscProducer {
   // Copying sends. kTooLarge if the message exceeds max_message; kInvalidArgument if empty.
   Status TrySend(std::span<const std::byte> message) noexcept;
   Status Send(std::span<const std::byte> message) noexcept {
-    return SendUntil(message, Clock::time_point::max());
+    Status s = TrySend(message);
+    return s == Status::kFull ? SendUntil(message, Clock::time_point::max()) : s;
   }
   Status SendFor(std::span<const std::byte> message, Nanos timeout) noexcept {
     // The clock is read only when the fast path fails: it costs as much as a send.
