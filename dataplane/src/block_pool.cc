@@ -53,6 +53,13 @@ uint64_t ReclaimPoolBlocks(const Segment& segment, uint32_t slot) {
 
 }  // namespace internal
 
+uint64_t BlockPoolDataBytes(const BlockPoolSpec& spec) {
+  const uint64_t blocks_bytes = uint64_t{spec.block_count} * spec.block_size;
+  const uint64_t meta_bytes = (uint64_t{spec.block_count} * sizeof(BlockMeta) + layout::kPad - 1) &
+                              ~uint64_t{layout::kPad - 1};
+  return blocks_bytes + meta_bytes;
+}
+
 Result<Segment> CreateBlockPool(const ShmDir& dir, std::string_view name, const BlockPoolSpec& spec,
                                 const CreateOptions& options) {
   layout::ObjectParams params{};
@@ -61,10 +68,8 @@ Result<Segment> CreateBlockPool(const ShmDir& dir, std::string_view name, const 
   params.blocks_offset = layout::kDataOffset;
   const uint64_t blocks_bytes = uint64_t{spec.block_count} * spec.block_size;
   params.meta_offset = layout::kDataOffset + blocks_bytes;
-  const uint64_t meta_bytes = (uint64_t{spec.block_count} * sizeof(BlockMeta) + layout::kPad - 1) &
-                              ~uint64_t{layout::kPad - 1};
   return Segment::Create(dir, name, layout::ObjectKind::kBlockPool, params,
-                         blocks_bytes + meta_bytes, options, [](Segment& segment) {
+                         BlockPoolDataBytes(spec), options, [](Segment& segment) {
                            // Chain every block: 0 -> 1 -> ... -> n-1 -> nil, head at 0.
                            BlockMeta* meta = MetaOf(segment);
                            const uint32_t n = segment.params().block_count;

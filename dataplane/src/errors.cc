@@ -30,6 +30,14 @@ const char* ErrorCodeName(ErrorCode code) {
       return "busy";
     case ErrorCode::kSystem:
       return "system error";
+    case ErrorCode::kQuotaExceeded:
+      return "quota exceeded";
+    case ErrorCode::kFailedPrecondition:
+      return "failed precondition";
+    case ErrorCode::kUnavailable:
+      return "unavailable";
+    case ErrorCode::kDeadlineExceeded:
+      return "deadline exceeded";
   }
   return "unknown error";
 }

@@ -348,6 +348,18 @@ Result<Segment> Segment::Create(const ShmDir& dir, std::string_view name, Object
   };
   // The umask may have removed group bits the caller asked for.
   if (fchmod(fd, options.mode) != 0) return fail(SysError(errno, "cannot chmod " + path));
+  const uid_t uid = options.file_uid == kSameAsProcess ? static_cast<uid_t>(-1)
+                                                       : static_cast<uid_t>(options.file_uid);
+  const gid_t gid = options.file_gid == kSameAsProcess ? static_cast<gid_t>(-1)
+                                                       : static_cast<gid_t>(options.file_gid);
+  if ((uid != static_cast<uid_t>(-1) || gid != static_cast<gid_t>(-1)) &&
+      fchown(fd, uid, gid) != 0) {
+    return fail(Error(ErrorCode::kPermissionDenied,
+                      "cannot give " + path + " to uid " + std::to_string(options.file_uid) +
+                          " gid " + std::to_string(options.file_gid) + ": " +
+                          ErrnoText(errno) + " (that needs CAP_CHOWN)"));
+  }
+  // fchown clears the set-id bits, not the rw bits: the mode set above stands.
   // Reserve every page now: on tmpfs ftruncate alone reserves nothing, and a full
   // filesystem would then kill us (or a peer) with SIGBUS on first touch.
   int rc = posix_fallocate(fd, 0, static_cast<off_t>(total));
@@ -376,7 +388,9 @@ Result<Segment> Segment::Create(const ShmDir& dir, std::string_view name, Object
                                 std::chrono::system_clock::now().time_since_epoch())
                                 .count());
   page.header.generation.store(1, std::memory_order_relaxed);
-  page.header.creator_uid = static_cast<uint32_t>(geteuid());
+  page.header.creator_uid = options.owner_uid == kSameAsProcess
+                                ? static_cast<uint32_t>(geteuid())
+                                : options.owner_uid;
   page.header.creator_pid = static_cast<uint32_t>(getpid());
   page.header.max_endpoints = layout::kMaxEndpoints;
   page.params = params;

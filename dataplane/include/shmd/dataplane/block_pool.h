@@ -30,6 +30,9 @@ struct BlockPoolSpec {
   uint32_t block_count = 256;
 };
 
+// Bytes of the data area a pool of this spec needs: the blocks, then their BlockMeta array.
+uint64_t BlockPoolDataBytes(const BlockPoolSpec& spec);
+
 Result<Segment> CreateBlockPool(const ShmDir& dir, std::string_view name, const BlockPoolSpec& spec,
                                 const CreateOptions& options = {});
 

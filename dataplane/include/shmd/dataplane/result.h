@@ -21,6 +21,11 @@ enum class ErrorCode {
   kNotReady,          // the object is still being created, or its creator died doing so
   kBusy,              // an exclusive role is held by a live endpoint, or no slot is free
   kSystem,            // an unexpected system call failure (errno in the message)
+  // From the control plane (shmd::Client), where gRPC's codes have no data-plane twin:
+  kQuotaExceeded,       // RESOURCE_EXHAUSTED for a daemon limit (quota, object size, count)
+  kFailedPrecondition,  // the object's state refuses the call (attached, role taken)
+  kUnavailable,         // no daemon answers at the address
+  kDeadlineExceeded,    // the daemon did not answer within the call's deadline
 };
 
 const char* ErrorCodeName(ErrorCode code);
@@ -60,6 +65,7 @@ class [[nodiscard]] Result {
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
   const Error& error() const {
     assert(!ok());
     return std::get<1>(v_);

@@ -22,8 +22,18 @@ struct ShmDir {
   std::string ns = "default";
 };
 
+inline constexpr uint32_t kSameAsProcess = 0xffffffffu;
+
 struct CreateOptions {
   uint32_t mode = 0600;  // file mode; 0660 lets a group share the object
+  // The uid recorded as the object's owner in its header (creator_uid): the daemon
+  // creates objects on behalf of its callers. kSameAsProcess: this process's uid.
+  uint32_t owner_uid = kSameAsProcess;
+  // The file's owner and group, given with fchown when not kSameAsProcess (changing the
+  // owner needs CAP_CHOWN). kSameAsProcess leaves what open() chose: this process's uid,
+  // and its gid or a setgid directory's group (what a Kubernetes fsGroup volume relies on).
+  uint32_t file_uid = kSameAsProcess;
+  uint32_t file_gid = kSameAsProcess;
 };
 
 // Names and namespaces: [A-Za-z0-9._-], 1 to 200 characters, never "." or "..".
