@@ -8,7 +8,7 @@
 namespace shmd::server {
 namespace {
 
-constexpr uint32_t kModeBits = 0777;
+constexpr uint32_t kModeBits = 0666;  // nothing is executed: no x bits
 constexpr uint64_t kMaxSlotMessage = 16u << 20;  // as CheckSlotRingSpec allows
 
 Error Invalid(std::string message) { return Error(ErrorCode::kInvalidArgument, std::move(message)); }
@@ -16,8 +16,9 @@ Error Invalid(std::string message) { return Error(ErrorCode::kInvalidArgument, s
 Result<uint32_t> ModeOf(uint32_t mode) {
   if (mode == 0) return 0600u;
   if ((mode & ~kModeBits) != 0) {
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "mode %#o has bits other than permissions (0777)", mode);
+    char buf[112];
+    std::snprintf(buf, sizeof buf,
+                  "mode %#o has bits other than read and write permissions (0666)", mode);
     return Invalid(buf);
   }
   if ((mode & 0600) != 0600) {

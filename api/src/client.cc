@@ -179,7 +179,11 @@ Client::Client(std::string target, ClientOptions options, std::shared_ptr<grpc::
 
 Result<Client> Client::Connect(const ClientOptions& options) {
   std::string target = options.target.empty() ? DefaultTarget() : options.target;
-  auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  // A connection of its own: gRPC would otherwise share one among every Client of the
+  // process, and the daemon names callers by connection.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  auto channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
   if (!channel->WaitForConnected(std::chrono::system_clock::now() + options.deadline)) {
     return Error(ErrorCode::kUnavailable,
                  "no shmd answers at " + target + " (waited " +

@@ -1,0 +1,146 @@
+// shmd_test_client: a producer, consumer or pool user that gets its object through the
+// daemon (shmd::Client::Open), for the integration tests: the daemon then knows its pid
+// and watches it. Prints the lines the tests wait for; exits 0 on success, 1 with
+// "error <why>" otherwise.
+//
+//   spsc-produce TARGET RING STREAM COUNT MAXSIZE   send COUNT pattern messages, pausing
+//                                                  1 ms every 1000 (a stream that lasts)
+//   spsc-consume TARGET RING STREAM COUNT MAXSIZE   check COUNT messages; "progress N" at
+//                                                  every tenth, then "done COUNT BYTES"
+//   pool-hold    TARGET POOL COUNT                  allocate COUNT blocks, then sleep
+//   get          TARGET NAME                        GetRing/GetPool/GetRegion; prints "ok"
+//                                                  or "code <error code name> <message>"
+//   attach       TARGET NAME ROLE                   Attach (ROLE: producer, consumer...)
+#include <unistd.h>
+
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "common/message_pattern.h"
+#include "shmd/client/client.h"
+
+namespace {
+
+using namespace shmd;
+using shmd::testing::CheckPattern;
+using shmd::testing::FillPattern;
+using shmd::testing::PatternSize;
+
+[[noreturn]] void Fail(const std::string& why) {
+  std::printf("error %s\n", why.c_str());
+  std::fflush(stdout);
+  std::exit(1);
+}
+
+void Say(const std::string& line) {
+  std::printf("%s\n", line.c_str());
+  std::fflush(stdout);
+}
+
+template <class T>
+T Must(Result<T> r) {
+  if (!r.ok()) Fail(r.error().message());
+  return std::move(r).value();
+}
+
+int Produce(Client& client, const std::string& ring, uint64_t stream, uint64_t count,
+            uint32_t max) {
+  auto producer = Must(client.Open<SpscProducer>(ring));
+  Say("ready " + producer.lease().name());
+  for (uint64_t seq = 0; seq < count; ++seq) {
+    const uint32_t size = PatternSize(stream, seq, max);
+    std::span<std::byte> room;
+    const Status s = producer->ReserveFor(size, std::chrono::seconds(30), &room);
+    if (s != Status::kOk) Fail(std::string("reserve: ") + StatusName(s));
+    FillPattern(stream, seq, room);
+    producer->Commit(size);
+    if (seq % 1000 == 999) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  Say("done " + std::to_string(count));
+  return 0;
+}
+
+int Consume(Client& client, const std::string& ring, uint64_t stream, uint64_t count,
+            uint32_t max) {
+  auto consumer = Must(client.Open<SpscConsumer>(ring));
+  Say("ready " + consumer.lease().name());
+  uint64_t bytes = 0;
+  const uint64_t tenth = count / 10 ? count / 10 : 1;
+  for (uint64_t seq = 0; seq < count; ++seq) {
+    MessageView m;
+    const Status s = consumer->PeekFor(&m, std::chrono::seconds(30));
+    if (s != Status::kOk) Fail("after " + std::to_string(seq) + " messages: " + StatusName(s));
+    const std::string why = CheckPattern(stream, seq, PatternSize(stream, seq, max), m.bytes());
+    if (!why.empty()) Fail(why);
+    bytes += m.size;
+    consumer->Release();
+    if ((seq + 1) % tenth == 0) Say("progress " + std::to_string(seq + 1));
+  }
+  Say("done " + std::to_string(count) + " " + std::to_string(bytes));
+  return 0;
+}
+
+int PoolHold(Client& client, const std::string& pool, uint64_t count) {
+  auto user = Must(client.Open<BlockPool>(pool));
+  for (uint64_t i = 0; i < count; ++i) {
+    Block block;
+    if (user->TryAllocate(&block) != Status::kOk) Fail("allocate");
+    block.bytes()[0] = std::byte{1};
+  }
+  Say("held " + std::to_string(count));
+  for (;;) pause();
+}
+
+template <class T>
+int Report(const Result<T>& r) {
+  if (r.ok()) {
+    Say("ok");
+    return 0;
+  }
+  Say(std::string("code ") + ErrorCodeName(r.error().code()) + " " + r.error().message());
+  return 1;
+}
+
+int Get(Client& client, const std::string& name) {
+  if (name.rfind("pools/", 0) == 0) return Report(client.GetPool(name));
+  if (name.rfind("regions/", 0) == 0) return Report(client.GetRegion(name));
+  return Report(client.GetRing(name));
+}
+
+int AttachAs(Client& client, const std::string& name, const std::string& role) {
+  v1::Role r = v1::ROLE_UNSPECIFIED;
+  std::string upper = "ROLE_";
+  for (char c : role) upper += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  v1::Role_Parse(upper, &r);
+  return Report(client.Attach(name, r));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 4) {
+    std::fprintf(stderr, "usage: %s MODE TARGET OBJECT ...\n", argv[0]);
+    return 2;
+  }
+  const std::string mode = argv[1];
+  ClientOptions options;
+  options.target = argv[2];
+  const std::string object = argv[3];
+  auto arg = [&](int i) -> uint64_t { return i < argc ? std::strtoull(argv[i], nullptr, 10) : 0; };
+  Client client = Must(Client::Connect(options));
+  if (mode == "spsc-produce") {
+    return Produce(client, object, arg(4), arg(5), static_cast<uint32_t>(arg(6)));
+  }
+  if (mode == "spsc-consume") {
+    return Consume(client, object, arg(4), arg(5), static_cast<uint32_t>(arg(6)));
+  }
+  if (mode == "pool-hold") return PoolHold(client, object, arg(4));
+  if (mode == "get") return Get(client, object);
+  if (mode == "attach") return AttachAs(client, object, argc > 4 ? argv[4] : "");
+  std::fprintf(stderr, "unknown mode %s\n", mode.c_str());
+  return 2;
+}
