@@ -327,13 +327,13 @@ template <class Resource>
 Result<Resource> Registry::Create(const Caller& caller, std::string_view collection,
                                   const std::string& id, const Result<ObjectSpec>& spec,
                                   const std::string& request_id, const std::string& fingerprint) {
-  Result<api::ObjectName> name = api::ParseObjectName(id, collection);
-  if (!name.ok()) return name.error();
   if (id.find('/') != std::string::npos) {
     return Error(ErrorCode::kInvalidArgument,
                  "the id is the last part of the name only ('orders', not 'rings/orders'); got '" +
                      id + "'");
   }
+  Result<api::ObjectName> name = api::ParseObjectName(id, collection);
+  if (!name.ok()) return name.error();
   if (!spec.ok()) return spec.error();
   const std::string what = What(collection, id);
   if (!caller.identified) {
