@@ -530,9 +530,9 @@ VoidResult Registry::Delete(const Caller& caller, std::string_view collection,
   for (auto l = leases_.begin(); l != leases_.end();) {
     l = l->second.object_id == parsed->id ? leases_.erase(l) : std::next(l);
   }
-  objects_.erase(parsed->id);
-  dir_mtime_ns_ = 0;
   v1::Event e = MakeEvent(v1::Event::TYPE_OBJECT_DELETED, record.name.Full());
+  objects_.erase(parsed->id);  // `record` dies here
+  dir_mtime_ns_ = 0;
   e.set_uid(caller.uid);
   e.set_pid(caller.pid);
   events_->Publish(std::move(e));
