@@ -195,9 +195,9 @@ Result<Registry::Record*> Registry::AdoptFile(const std::string& id, uint64_t in
   return &it->second;
 }
 
-void Registry::SyncWithDirectory(std::string* report) {
+void Registry::SyncWithDirectory(std::string* report, bool force) {
   const uint64_t mtime = MtimeNs(options_.dir.path);
-  if (mtime != 0 && mtime == dir_mtime_ns_) return;  // nothing came or went
+  if (!force && mtime != 0 && mtime == dir_mtime_ns_) return;  // nothing came or went
   dir_mtime_ns_ = mtime;
   DIR* dir = opendir(options_.dir.path.c_str());
   if (!dir) return;
@@ -245,13 +245,35 @@ void Registry::SyncWithDirectory(std::string* report) {
   }
 }
 
-Result<Registry::Record*> Registry::Find(const api::ObjectName& name) {
-  auto it = objects_.find(name.id);
-  if (it == objects_.end()) {
-    SyncWithDirectory(nullptr);
-    it = objects_.find(name.id);
+void Registry::NoteOwnChange(uint64_t mtime_before) {
+  // In step with the directory before this change: still in step after it, so the next
+  // sync need not read the whole directory again (with 10,000 objects that costs
+  // milliseconds). A change by someone else in the same instant is picked up by the
+  // sweeper's periodic full look.
+  if (mtime_before != 0 && mtime_before == dir_mtime_ns_) {
+    dir_mtime_ns_ = MtimeNs(options_.dir.path);
   }
-  if (it == objects_.end()) {
+}
+
+Registry::Record* Registry::Known(const std::string& id) {
+  auto it = objects_.find(id);
+  if (it == objects_.end()) return nullptr;
+  // Deleted by a program in embedded mode: forget it.
+  if (static_cast<layout::ObjectState>(it->second.segment->header().state.load(
+          std::memory_order_acquire)) == layout::ObjectState::kDeleted) {
+    objects_.erase(it);
+    return nullptr;
+  }
+  return &it->second;
+}
+
+Result<Registry::Record*> Registry::Find(const api::ObjectName& name) {
+  Record* found = Known(name.id);
+  if (!found) {
+    SyncWithDirectory(nullptr);
+    found = Known(name.id);
+  }
+  if (!found) {
     if (auto b = broken_.find(name.id); b != broken_.end()) {
       return Error(ErrorCode::kFailedPrecondition,
                    "the file of " + What(name.collection, name.id) +
@@ -261,13 +283,7 @@ Result<Registry::Record*> Registry::Find(const api::ObjectName& name) {
                                            options_.dir.path + " (namespace '" +
                                            options_.dir.ns + "'); list them with 'shmdctl list'");
   }
-  Record& record = it->second;
-  // The file may have been deleted by a program in embedded mode.
-  if (static_cast<layout::ObjectState>(record.segment->header().state.load(
-          std::memory_order_acquire)) == layout::ObjectState::kDeleted) {
-    objects_.erase(it);
-    return Error(ErrorCode::kNotFound, What(name.collection, name.id) + " was deleted");
-  }
+  Record& record = *found;
   if (!InCollection(record.segment->kind(), name.collection)) {
     return Error(ErrorCode::kNotFound,
                  "no " + What(name.collection, name.id) + ": '" + name.id + "' is " +
@@ -302,7 +318,7 @@ VoidResult Registry::CheckLimits(const Caller& caller, uint64_t file_bytes) cons
                      " (headers included), more than this daemon's largest object, " +
                      Bytes(l.max_object_bytes) + " (--max-object-bytes); ask for less");
   }
-  const uint64_t allocated = AllocatedBytes();
+  const uint64_t allocated = l.quota_bytes != 0 ? AllocatedBytes() : 0;
   if (l.quota_bytes != 0 && allocated + file_bytes > l.quota_bytes) {
     return Error(ErrorCode::kQuotaExceeded,
                  "the object would take " + Bytes(file_bytes) + ", and " + Bytes(allocated) +
@@ -358,11 +374,9 @@ Result<Resource> Registry::Create(const Caller& caller, std::string_view collect
     }
   }
 
-  std::lock_guard lock(mu_);
-  Result<Record*> existing = Find(*name);
-  if (!existing.ok() && !objects_.count(id) && broken_.count(id)) return existing.error();
-  if (objects_.count(id)) {
-    Record& record = objects_.at(id);
+  // The same id again: the same spec is the existing object (AIP-133), if the caller may
+  // use it; anything else is ALREADY_EXISTS saying how it differs.
+  auto answer_existing = [&](const Record& record) -> Result<Resource> {
     std::string difference;
     if (!InCollection(record.segment->kind(), collection) ||
         !SameSpec(*spec, *record.segment, record.ownership.mode, &difference)) {
@@ -371,7 +385,6 @@ Result<Resource> Registry::Create(const Caller& caller, std::string_view collect
                    "'" + id + "' already exists and " + difference +
                        "; delete it first, or pick another id");
     }
-    // The same spec again: the existing object (AIP-133 idempotency), if it is theirs to use.
     if (auto r = CheckAccess(caller, record.ownership, Access::kAttach, what, options_.admin_uid);
         !r.ok()) {
       return Error(ErrorCode::kAlreadyExists,
@@ -381,7 +394,11 @@ Result<Resource> Registry::Create(const Caller& caller, std::string_view collect
     Resource out;
     Describe(record, &out);
     return out;
-  }
+  };
+
+  std::lock_guard lock(mu_);
+  if (broken_.count(id)) return Find(*name).error();
+  if (Record* known = Known(id)) return answer_existing(*known);
   if (auto r = CheckLimits(caller, spec->file_bytes); !r.ok()) return r.error();
 
   CreateOptions create;
@@ -403,8 +420,17 @@ Result<Resource> Registry::Create(const Caller& caller, std::string_view collect
                        options_.dir.path + ", then shares it)");
     }
   }
+  const uint64_t mtime_before = MtimeNs(options_.dir.path);
   Result<Segment> segment = CreateFromSpec(options_.dir, id, *spec, create);
-  if (!segment.ok()) return segment.error();
+  if (!segment.ok()) {
+    if (segment.error().code() != ErrorCode::kAlreadyExists) return segment.error();
+    // A file the registry has not seen yet (made in embedded mode since the last look).
+    struct stat st {};
+    if (stat(ObjectPath(options_.dir, id).c_str(), &st) != 0) return segment.error();
+    Result<Record*> adopted = AdoptFile(id, st.st_ino);
+    if (!adopted.ok()) return adopted.error();
+    return answer_existing(**adopted);
+  }
   struct stat st {};
   fstat(segment->fd(), &st);
   Record record;
@@ -413,7 +439,7 @@ Result<Resource> Registry::Create(const Caller& caller, std::string_view collect
   record.inode = st.st_ino;
   record.ownership = OwnershipOf(*record.segment);
   Record& stored = objects_.insert_or_assign(id, std::move(record)).first->second;
-  dir_mtime_ns_ = 0;  // our own change: the next sync must look again
+  NoteOwnChange(mtime_before);
   v1::Event e = MakeEvent(v1::Event::TYPE_OBJECT_CREATED, name->Full());
   e.set_uid(caller.uid);
   e.set_pid(caller.pid);
@@ -523,6 +549,7 @@ VoidResult Registry::Delete(const Caller& caller, std::string_view collection,
                        "the object closed)");
     }
   }
+  const uint64_t mtime_before = MtimeNs(options_.dir.path);
   if (auto r = Segment::Remove(options_.dir, parsed->id);
       !r.ok() && r.error().code() != ErrorCode::kNotFound) {
     return r.error();
@@ -532,7 +559,7 @@ VoidResult Registry::Delete(const Caller& caller, std::string_view collection,
   }
   v1::Event e = MakeEvent(v1::Event::TYPE_OBJECT_DELETED, record.name.Full());
   objects_.erase(parsed->id);  // `record` dies here
-  dir_mtime_ns_ = 0;
+  NoteOwnChange(mtime_before);
   e.set_uid(caller.uid);
   e.set_pid(caller.pid);
   events_->Publish(std::move(e));
@@ -806,7 +833,8 @@ void Registry::WatchAttached(Record& record) {
 
 void Registry::Sweep() {
   std::lock_guard lock(mu_);
-  SyncWithDirectory(nullptr);
+  // Every 20th sweep reads the directory whatever its mtime says (see NoteOwnChange).
+  SyncWithDirectory(nullptr, ++sweeps_ % 20 == 0);
   for (auto& [id, record] : objects_) WatchAttached(record);
   // Leases whose process died before it was watched (or with no watcher at all).
   for (auto l = leases_.begin(); l != leases_.end();) {

@@ -113,9 +113,11 @@ class Registry {
                     bool force, bool allow_missing);
 
   // Requires mu_.
-  Result<Record*> Find(const api::ObjectName& name);
+  Result<Record*> Find(const api::ObjectName& name);  // syncs with the directory on a miss
+  Record* Known(const std::string& id);                // what the registry knows, no sync
+  void NoteOwnChange(uint64_t mtime_before);
   Result<Record*> AdoptFile(const std::string& id, uint64_t inode);
-  void SyncWithDirectory(std::string* report);
+  void SyncWithDirectory(std::string* report, bool force = false);
   uint32_t LeaseCount(const std::string& id) const;
   template <class Resource>
   void Describe(const Record& record, Resource* out) const;
@@ -134,7 +136,8 @@ class Registry {
   std::map<std::string, Record> objects_;      // by id (ids are unique across kinds)
   std::map<std::string, std::string> broken_;  // id -> why it could not be adopted
   std::map<std::string, LeaseRecord> leases_;  // by lease name
-  uint64_t dir_mtime_ns_ = 0;
+  uint64_t dir_mtime_ns_ = 0;  // of the directory when last read whole
+  uint64_t sweeps_ = 0;
 };
 
 }  // namespace shmd::server

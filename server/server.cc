@@ -150,7 +150,9 @@ void Server::Shutdown() {
   service_->Shutdown();
   events_.Close();
   for (auto& listener : listeners_) listener->Stop();
-  const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(2);
+  // Calls in flight take microseconds; idle connections would hold Shutdown for its whole
+  // deadline (they were handed over by descriptor, not accepted by gRPC), so keep it short.
+  const auto deadline = std::chrono::system_clock::now() + std::chrono::milliseconds(300);
   grpc_->Shutdown(deadline);
   if (health_) health_->Shutdown(deadline);
   if (sweeper_.joinable()) sweeper_.join();

@@ -5,6 +5,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <thread>
+
 #include "common/test_dir.h"
 #include "shmd/dataplane/block_pool.h"
 #include "shmd/dataplane/region.h"
@@ -160,6 +163,75 @@ TEST_F(RegistryTest, ADeadLeaseholderIsClearedAndReported) {
   }
   EXPECT_TRUE(died);
   EXPECT_EQ(r.Stats().lease_count(), 0u);
+}
+
+// Many callers at once, with the sweeper and a real process watcher running: what
+// ThreadSanitizer checks of the daemon (its gRPC face is not instrumented; see script/test).
+TEST_F(RegistryTest, ManyCallersAtOnce) {
+  Registry::Options o;
+  o.dir = dir_.dir();
+  Registry* registry = nullptr;
+  ProcessWatcher watcher([&](uint32_t pid) { registry->OnProcessExit(pid); });
+  ASSERT_TRUE(watcher.Start().ok());
+  Registry r(o, &events_, &watcher);
+  registry = &r;
+  auto sub = events_.Subscribe();
+  std::atomic<bool> stop{false};
+  std::thread sweeper([&] {
+    while (!stop.load()) r.Sweep();
+  });
+  std::thread reader([&] {
+    v1::Event e;
+    while (!stop.load()) (void)sub->Wait(std::chrono::milliseconds(1), &e);
+  });
+  const int rounds = static_cast<int>(shmd::testing::Scaled(200));
+  std::vector<std::thread> callers;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 6; ++t) {
+    callers.emplace_back([&, t] {
+      for (int i = 0; i < rounds; ++i) {
+        const std::string id = "t" + std::to_string(t) + "-" + std::to_string(i % 4);
+        (void)r.CreateRing(Me(), RingRequest(id, 4096));
+        (void)r.CreateRing(Me(), RingRequest("shared", 4096));
+        v1::AttachRequest attach;
+        attach.set_object("rings/shared");
+        attach.set_role(v1::ROLE_CONSUMER);
+        Result<v1::Lease> lease = r.Attach(Me(), attach);
+        (void)r.ListRings(Me(), {});
+        (void)r.Stats();
+        if (lease.ok()) {
+          v1::DetachRequest detach;
+          detach.set_name(lease->name());
+          if (!r.Detach(Me(), detach).ok()) failures.fetch_add(1);
+        }
+        v1::DeleteRingRequest del;
+        del.set_name(id);
+        if (!r.DeleteRing(Me(), del).ok()) failures.fetch_add(1);
+      }
+    });
+  }
+  // A process that attaches and dies while all that goes on.
+  pid_t child = fork();
+  if (child == 0) {
+    pause();
+    _exit(0);
+  }
+  v1::AttachRequest attach;
+  attach.set_object("rings/shared");
+  attach.set_role(v1::ROLE_PRODUCER);
+  for (int i = 0; i < 100 && !r.Attach(Caller::FromCredentials(geteuid(), getegid(), child),
+                                       attach).ok(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  for (auto& c : callers) c.join();
+  stop.store(true);
+  sweeper.join();
+  reader.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(r.Stats().ring_count(), 1u) << "only 'shared' is left";
+  EXPECT_EQ(r.Stats().lease_count(), 0u) << "the dead process's lease ended";
 }
 
 TEST(EventBusTest, ASlowWatcherIsCutOffNotWaitedFor) {
