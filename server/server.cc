@@ -117,8 +117,12 @@ Result<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
     return Error(ErrorCode::kSystem, "cannot start the gRPC server (TCP addresses:" + all +
                                          "; in use, or not host:port?)");
   }
-  // "" (the whole server) is SERVING by default; the service's own name is too.
-  s->grpc_->GetHealthCheckService()->SetServingStatus(v1::Control::service_full_name(), true);
+  // "" (the whole server) is SERVING by default; the service's own name is too, on both.
+  for (grpc::Server* server : {s->grpc_.get(), s->health_.get()}) {
+    if (server) {
+      server->GetHealthCheckService()->SetServingStatus(v1::Control::service_full_name(), true);
+    }
+  }
   for (auto& listener : s->listeners_) listener->Start(s->grpc_.get(), &s->peers_);
   s->sweeper_ = std::thread([raw = s.get()] { raw->SweepLoop(); });
   return s;

@@ -2,6 +2,9 @@
 // code path, pagination, idempotent create, delete with and without force, the limits,
 // and another uid refused an owner-only object.
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <chrono>
@@ -313,6 +316,55 @@ TEST(DaemonLimitsTest, QuotasAreResourceExhausted) {
   Result<v1::ServerStats> stats = client.GetServerStats();
   EXPECT_EQ(stats->quota_bytes(), 1u << 20);
   EXPECT_EQ(daemon.CountObjectFiles(), 3);
+}
+
+int FreeTcpPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// TCP only when asked, and then anonymous: a TCP caller reads what anyone may read and
+// nothing else. The health address serves the health service alone (Kubernetes probes).
+TEST(DaemonTcpTest, TcpCallersAreAnonymousAndTheHealthPortServesOnlyHealth) {
+  const std::string tcp = "127.0.0.1:" + std::to_string(FreeTcpPort());
+  const std::string health = "127.0.0.1:" + std::to_string(FreeTcpPort());
+  Daemon daemon({"--listen", tcp, "--health-address", health});
+  // --listen given twice: the Daemon's own unix:// address and the TCP one.
+  std::string why;
+  ASSERT_TRUE(daemon.Start(&why)) << why;
+  ClientOptions options;
+  options.target = daemon.target();
+  Client local = Client::Connect(options).value();
+  ASSERT_TRUE(local.CreateRing("private", Spsc(4096)).ok());
+  ASSERT_TRUE(local.CreateRing("public", Spsc(4096, 0666)).ok());
+
+  options.target = tcp;
+  Result<Client> remote = Client::Connect(options);
+  ASSERT_TRUE(remote.ok()) << remote.error().message();
+  Result<std::vector<v1::Ring>> seen = remote->ListAllRings();
+  ASSERT_TRUE(seen.ok()) << seen.error().message();
+  ASSERT_EQ(seen->size(), 1u);
+  EXPECT_EQ((*seen)[0].name(), "rings/public");
+  EXPECT_TRUE(FailsWith(remote->GetRing("private"), ErrorCode::kPermissionDenied));
+  EXPECT_TRUE(FailsWith(remote->CreateRing("x", Spsc(4096)), ErrorCode::kPermissionDenied));
+  EXPECT_TRUE(FailsWith(remote->Attach("rings/public", v1::ROLE_PRODUCER),
+                        ErrorCode::kPermissionDenied));
+  EXPECT_TRUE(FailsWith(remote->DeleteRing("public"), ErrorCode::kPermissionDenied));
+
+  options.target = health;
+  Result<Client> probe = Client::Connect(options);
+  ASSERT_TRUE(probe.ok()) << probe.error().message();
+  EXPECT_EQ(*probe->CheckHealth(), "SERVING");
+  EXPECT_EQ(*probe->CheckHealth("shmd.v1.Control"), "SERVING");
+  Result<v1::ServerStats> stats = probe->GetServerStats();
+  ASSERT_FALSE(stats.ok()) << "the health port must not serve the API";
 }
 
 // Another uid (nobody, through setpriv) may not read or attach to an owner-only object,
