@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "bench/common/args.h"
+#include "bench/common/machine.h"
 #include "bench/control/daemon.h"
 #include "bench/control/measure.h"
 #include "bench/control/report.h"
@@ -77,20 +79,8 @@ Options ParseOptions(int argc, char** argv) {
   Options options;
   bool quick = false;
   int count = 0, objects = 0;  // 0: from the plan
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    std::string value;
-    bool has_value = false;
-    if (const size_t eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-      has_value = true;
-    }
-    const auto take_value = [&]() -> std::string {
-      if (has_value) return value;
-      if (i + 1 >= argc) UsageError(arg + " needs a value");
-      return argv[++i];
-    };
+  for (ArgScanner args(argc, argv, UsageError); args.Next();) {
+    const std::string& arg = args.name();
     if (arg == "--help" || arg == "-h") {
       std::printf(kUsage, BenchDaemon::kNamespace, kNormalPlan.list_runs,
                   static_cast<int>(kMinSamplesForP99), static_cast<int>(10 * kMinSamplesForP99),
@@ -102,13 +92,13 @@ Options ParseOptions(int argc, char** argv) {
     } else if (arg == "--quick") {
       quick = true;
     } else if (arg == "--count") {
-      count = ParseCount(arg, take_value(), 1, 10'000'000);
+      count = ParseCount(arg, args.Value(), 1, 10'000'000);
     } else if (arg == "--objects") {
-      objects = ParseCount(arg, take_value(), 1, 1'000'000);
+      objects = ParseCount(arg, args.Value(), 1, 1'000'000);
     } else if (arg == "--shmd") {
-      options.shmd = take_value();
+      options.shmd = args.Value();
     } else {
-      UsageError("unknown argument '" + std::string(argv[i]) + "'");
+      UsageError("unknown argument '" + args.given() + "'");
     }
   }
   if (quick) options.plan = kQuickPlan;
@@ -190,8 +180,8 @@ int Run(const Options& options) {
                options.plan.warmup);
   if (!options.json) PrintTableHeader(stdout);
 
-  CpuTimes cpu_before = ReadCpuTimes();
-  cpu_before.daemon_s = daemon.CpuSeconds();
+  const CpuTimes cpu_before = ReadCpuTimes();
+  const double daemon_cpu_before_s = daemon.CpuSeconds();
   const auto start = std::chrono::steady_clock::now();
   std::vector<Record> records;
   using Measurement = VoidResult (*)(Client&, const Plan&, std::vector<Record>*);
@@ -206,8 +196,8 @@ int Run(const Options& options) {
     if (options.json) continue;
     for (size_t i = first; i < records.size(); ++i) PrintTableRow(records[i], stdout);
   }
-  CpuTimes cpu_after = ReadCpuTimes();
-  cpu_after.daemon_s = daemon.CpuSeconds();
+  const CpuTimes cpu_after = ReadCpuTimes();
+  const double daemon_cpu_s = daemon.CpuSeconds() - daemon_cpu_before_s;
   const double wall_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -244,7 +234,7 @@ int Run(const Options& options) {
   if (std::string crowded = CrowdedCreateNote(records, options.plan); !crowded.empty()) {
     notes.push_back(crowded);
   }
-  notes.push_back(DescribeCpuUse(cpu_before, cpu_after, wall_s, machine.cpus_online));
+  notes.push_back(DescribeCpuUse(cpu_before, cpu_after, daemon_cpu_s, wall_s, machine.cpus_online));
   for (const std::string& note : notes) std::fprintf(info, "note: %s\n", note.c_str());
   return 0;
 }

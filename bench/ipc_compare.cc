@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "bench/common/args.h"
+#include "bench/common/machine.h"
 #include "bench/ipc/harness.h"
 #include "bench/ipc/mechanism.h"
 
@@ -118,20 +120,8 @@ std::string JoinNames(const std::vector<std::unique_ptr<Mechanism>>& all) {
 
 Options ParseOptions(int argc, char** argv, const std::vector<std::unique_ptr<Mechanism>>& all) {
   Options options;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    std::string value;
-    bool has_value = false;
-    if (const size_t eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-      has_value = true;
-    }
-    const auto take_value = [&]() -> std::string {
-      if (has_value) return value;
-      if (i + 1 >= argc) UsageError(arg + " needs a value");
-      return argv[++i];
-    };
+  for (ArgScanner args(argc, argv, UsageError); args.Next();) {
+    const std::string& arg = args.name();
     if (arg == "--help" || arg == "-h") {
       std::printf(kUsage, JoinNames(all).c_str());
       std::exit(0);
@@ -142,7 +132,7 @@ Options ParseOptions(int argc, char** argv, const std::vector<std::unique_ptr<Me
     } else if (arg == "--verbose" || arg == "-v") {
       options.verbose = true;
     } else if (arg == "--repeat") {
-      const std::string text = take_value();
+      const std::string text = args.Value();
       unsigned long long runs;
       if (!ParseUnsigned(text, &runs) || runs < 1 || runs > 99) {
         UsageError("--repeat wants a number of runs from 1 to 99, not '" + text + "'");
@@ -150,7 +140,7 @@ Options ParseOptions(int argc, char** argv, const std::vector<std::unique_ptr<Me
       options.stream_runs = static_cast<int>(runs);
     } else if (arg == "--sizes") {
       options.sizes.clear();
-      for (const std::string& part : SplitCommas(take_value())) {
+      for (const std::string& part : SplitCommas(args.Value())) {
         unsigned long long size;
         if (!ParseUnsigned(part, &size) || size < 8 || size > kMaxSize) {
           UsageError("--sizes: '" + part + "' is not a size from 8 (the sequence number) to " +
@@ -160,7 +150,7 @@ Options ParseOptions(int argc, char** argv, const std::vector<std::unique_ptr<Me
       }
       if (options.sizes.empty()) UsageError("--sizes: no sizes given");
     } else if (arg == "--mechanisms") {
-      options.mechanisms = SplitCommas(take_value());
+      options.mechanisms = SplitCommas(args.Value());
       for (const std::string& name : options.mechanisms) {
         const bool known =
             std::any_of(all.begin(), all.end(), [&](const auto& m) { return m->name() == name; });
@@ -168,7 +158,7 @@ Options ParseOptions(int argc, char** argv, const std::vector<std::unique_ptr<Me
       }
       if (options.mechanisms.empty()) UsageError("--mechanisms: no names given");
     } else if (arg == "--cpus") {
-      const std::string text = take_value();
+      const std::string text = args.Value();
       const std::vector<std::string> parts = SplitCommas(text);
       unsigned long long a, b;
       if (parts.size() != 2 || !ParseUnsigned(parts[0], &a) || !ParseUnsigned(parts[1], &b) ||
@@ -177,7 +167,7 @@ Options ParseOptions(int argc, char** argv, const std::vector<std::unique_ptr<Me
       }
       options.cpus = {{static_cast<int>(a), static_cast<int>(b)}};
     } else {
-      UsageError("unknown argument '" + std::string(argv[i]) + "'");
+      UsageError("unknown argument '" + args.given() + "'");
     }
   }
   return options;
@@ -459,8 +449,9 @@ std::string DescribeOtherWork(const CpuTimes& before, const CpuTimes& after, int
                               long cpus) {
   const double capacity = static_cast<double>(wall_ns) / 1e9 * static_cast<double>(cpus);
   if (capacity <= 0) return "no measurement of other work";
-  const double others = std::max(
-      0.0, (after.machine_busy_s - before.machine_busy_s) - (after.ours_s - before.ours_s));
+  // Ours: this process and its reaped children, the sides of every run.
+  const double ours = (after.self_s + after.children_s) - (before.self_s + before.children_s);
+  const double others = std::max(0.0, (after.machine_busy_s - before.machine_busy_s) - ours);
   const double steal = after.machine_steal_s - before.machine_steal_s;
   char text[240];
   std::snprintf(text, sizeof(text),

@@ -1,12 +1,7 @@
 #include "bench/control/report.h"
 
-#include <sys/resource.h>
-#include <sys/utsname.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 
 namespace shmd::bench {
 namespace {
@@ -92,57 +87,19 @@ void PrintJson(const std::vector<Record>& records, FILE* out) {
   std::fprintf(out, "]\n");
 }
 
-MachineInfo DescribeMachine() {
-  MachineInfo info;
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  for (std::string line; std::getline(cpuinfo, line);) {
-    if (line.rfind("model name", 0) != 0) continue;
-    const size_t colon = line.find(':');
-    if (colon != std::string::npos) info.cpu_model = line.substr(colon + 1);
-    info.cpu_model.erase(0, info.cpu_model.find_first_not_of(" \t"));
-    break;
-  }
-  if (info.cpu_model.empty()) info.cpu_model = "unknown CPU";
-  info.cpus_online = sysconf(_SC_NPROCESSORS_ONLN);
-  utsname u;
-  if (uname(&u) == 0) info.kernel = std::string(u.sysname) + " " + u.release + " " + u.machine;
-  return info;
-}
-
-CpuTimes ReadCpuTimes() {
-  CpuTimes times;
-  std::ifstream in("/proc/stat");
-  std::string cpu;
-  unsigned long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0,
-                     steal = 0;
-  if (in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal &&
-      cpu == "cpu") {
-    const double tick = 1.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
-    times.machine_busy_s = static_cast<double>(user + nice + system + irq + softirq) * tick;
-    times.machine_steal_s = static_cast<double>(steal) * tick;
-  }
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  for (const timeval& tv : {usage.ru_utime, usage.ru_stime}) {
-    times.client_s += static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
-  }
-  return times;
-}
-
-std::string DescribeCpuUse(const CpuTimes& before, const CpuTimes& after, double wall_s,
-                           long cpus) {
+std::string DescribeCpuUse(const CpuTimes& before, const CpuTimes& after, double daemon_s,
+                           double wall_s, long cpus) {
   const double capacity = wall_s * static_cast<double>(cpus);
   if (capacity <= 0) return "no measurement of CPU use";
-  const double client = after.client_s - before.client_s;
-  const double daemon = after.daemon_s - before.daemon_s;
+  const double client = after.self_s - before.self_s;
   const double others =
-      std::max(0.0, after.machine_busy_s - before.machine_busy_s - client - daemon);
+      std::max(0.0, after.machine_busy_s - before.machine_busy_s - client - daemon_s);
   const double steal = after.machine_steal_s - before.machine_steal_s;
   char text[320];
   std::snprintf(text, sizeof(text),
                 "in %.1f s the daemon used %.2f s of CPU and this client %.2f s; other "
                 "processes used %.1f%% of the machine's CPU time, the hypervisor stole %.1f%%%s",
-                wall_s, daemon, client, 100 * others / capacity, 100 * steal / capacity,
+                wall_s, daemon_s, client, 100 * others / capacity, 100 * steal / capacity,
                 (others + steal) / capacity > 0.05
                     ? ": figures are noisier than on a quiet machine, the tails most"
                     : "");

@@ -1,5 +1,5 @@
 // What control_plane reports: one record per operation, summarized from its timed calls,
-// printed as a plain table or as JSON; and what the machine is and was doing meanwhile.
+// printed as a plain table or as JSON; and how busy the machine was meanwhile.
 #ifndef SHMD_BENCH_CONTROL_REPORT_H_
 #define SHMD_BENCH_CONTROL_REPORT_H_
 
@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "bench/common/machine.h"
 
 namespace shmd::bench {
 
@@ -33,25 +35,11 @@ void PrintTableHeader(FILE* out);
 void PrintTableRow(const Record& record, FILE* out);
 void PrintJson(const std::vector<Record>& records, FILE* out);
 
-struct MachineInfo {
-  std::string cpu_model;  // /proc/cpuinfo "model name"
-  long cpus_online = 0;
-  std::string kernel;  // uname: sysname release machine
-};
-MachineInfo DescribeMachine();
-
-// CPU time of the whole machine (/proc/stat) and of the two processes we run, so the
-// output can say how much other work shared the CPUs with the benchmark.
-struct CpuTimes {
-  double machine_busy_s = 0;
-  double machine_steal_s = 0;
-  double client_s = 0;  // this process (getrusage)
-  double daemon_s = 0;  // filled in by the caller: BenchDaemon::CpuSeconds()
-};
-CpuTimes ReadCpuTimes();
-
-// "the daemon used 1.2 s of CPU, this client 0.8 s; other processes used 3.1% ...".
-std::string DescribeCpuUse(const CpuTimes& before, const CpuTimes& after, double wall_s, long cpus);
+// "the daemon used 1.2 s of CPU, this client 0.8 s; other processes used 3.1% ...": the
+// machine's CPU time and this process's from before and after (ReadCpuTimes), the daemon's
+// over the same span from BenchDaemon::CpuSeconds().
+std::string DescribeCpuUse(const CpuTimes& before, const CpuTimes& after, double daemon_s,
+                           double wall_s, long cpus);
 
 }  // namespace shmd::bench
 

@@ -4,9 +4,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
-#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,7 +14,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <new>
 #include <string>
 
@@ -187,13 +184,6 @@ Control* MapControl(Status* status) {
   return new (p) Control();  // value-initialized: barrier at 0, reports empty
 }
 
-std::string ReadFirstLine(const char* path) {
-  std::ifstream in(path);
-  std::string line;
-  std::getline(in, line);
-  return line;
-}
-
 }  // namespace
 
 std::vector<int> AllowedCpus() {
@@ -283,49 +273,6 @@ RunResult RunOnce(Mechanism& mechanism, const RunSpec& spec, const Placement& pl
   }
   munmap(control, sizeof(Control));
   return result;
-}
-
-MachineInfo DescribeMachine() {
-  MachineInfo info;
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  for (std::string line; std::getline(cpuinfo, line);) {
-    if (line.rfind("model name", 0) == 0) {
-      const size_t colon = line.find(':');
-      if (colon != std::string::npos)
-        info.cpu_model = line.substr(line.find_first_not_of(" \t", colon + 1));
-      break;
-    }
-  }
-  if (info.cpu_model.empty()) info.cpu_model = "unknown CPU";
-  info.cpus_online = sysconf(_SC_NPROCESSORS_ONLN);
-  utsname u;
-  if (uname(&u) == 0) info.kernel = std::string(u.sysname) + " " + u.release + " " + u.machine;
-  info.clocksource =
-      ReadFirstLine("/sys/devices/system/clocksource/clocksource0/current_clocksource");
-  if (info.clocksource.empty()) info.clocksource = "unknown";
-  return info;
-}
-
-CpuTimes ReadCpuTimes() {
-  CpuTimes times;
-  std::ifstream in("/proc/stat");
-  std::string cpu;
-  unsigned long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0,
-                     steal = 0;
-  if (in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal &&
-      cpu == "cpu") {
-    const double tick = 1.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
-    times.machine_busy_s = static_cast<double>(user + nice + system + irq + softirq) * tick;
-    times.machine_steal_s = static_cast<double>(steal) * tick;
-  }
-  for (int who : {RUSAGE_SELF, RUSAGE_CHILDREN}) {
-    rusage usage{};
-    getrusage(who, &usage);
-    for (const timeval& tv : {usage.ru_utime, usage.ru_stime}) {
-      times.ours_s += static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
-    }
-  }
-  return times;
 }
 
 int64_t ClockReadCostNs() {

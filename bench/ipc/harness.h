@@ -7,7 +7,6 @@
 #include <time.h>
 
 #include <cstdint>
-#include <string>
 #include <vector>
 
 #include "bench/ipc/mechanism.h"
@@ -93,23 +92,6 @@ struct RunResult {
 // is killed); so does a run that outlives timeout_s. Never leaves a child behind.
 RunResult RunOnce(Mechanism& mechanism, const RunSpec& spec, const Placement& placement,
                   double timeout_s);
-
-struct MachineInfo {
-  std::string cpu_model;    // /proc/cpuinfo "model name"
-  long cpus_online = 0;     // sysconf(_SC_NPROCESSORS_ONLN)
-  std::string kernel;       // uname: sysname release machine
-  std::string clocksource;  // /sys/devices/system/clocksource/clocksource0
-};
-MachineInfo DescribeMachine();
-
-// CPU time spent so far, for telling how much of the machine other work took during the
-// benchmark (it shows up in every figure, the tails most, so the output states it).
-struct CpuTimes {
-  double machine_busy_s = 0;   // /proc/stat: user, nice, system, irq, softirq, all CPUs
-  double machine_steal_s = 0;  // /proc/stat: taken by the hypervisor
-  double ours_s = 0;           // this process and its reaped children (getrusage)
-};
-CpuTimes ReadCpuTimes();
 
 // Smallest observed cost of one NowNs() call: every round-trip sample includes one.
 int64_t ClockReadCostNs();

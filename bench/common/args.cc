@@ -1,0 +1,29 @@
+#include "bench/common/args.h"
+
+#include <cstdlib>
+
+namespace shmd::bench {
+
+bool ArgScanner::Next() {
+  if (++index_ >= argc_) return false;
+  name_ = argv_[index_];
+  value_.clear();
+  has_value_ = false;
+  if (const size_t eq = name_.find('='); name_.rfind("--", 0) == 0 && eq != std::string::npos) {
+    value_ = name_.substr(eq + 1);
+    name_ = name_.substr(0, eq);
+    has_value_ = true;
+  }
+  return true;
+}
+
+std::string ArgScanner::Value() {
+  if (has_value_) return value_;
+  if (index_ + 1 >= argc_) {
+    usage_error_(name_ + " needs a value");
+    std::exit(2);  // usage_error_ does not return; this only makes sure of it
+  }
+  return argv_[++index_];
+}
+
+}  // namespace shmd::bench
