@@ -29,6 +29,10 @@ constexpr FlagInfo kFlags[] = {
     {"health-address", "SHMD_HEALTH_ADDRESS", "HOST:PORT",
      "also serve only grpc.health.v1 on this TCP address (for Kubernetes probes). "
      "Default: none"},
+    {"metrics-address", "SHMD_METRICS_ADDRESS", "HOST:PORT",
+     "serve Prometheus metrics at http://HOST:PORT/metrics ('none' to turn them off; port 0: "
+     "any free port, printed at start). Default: 127.0.0.1:9478 (0.0.0.0:9478 in the "
+     "Kubernetes sidecar manifests)"},
     {"quota-bytes", "SHMD_QUOTA_BYTES", "SIZE",
      "total bytes all objects may take (64MiB, 2GiB...). Default: 0, no quota"},
     {"max-object-bytes", "SHMD_MAX_OBJECT_BYTES", "SIZE",
@@ -74,6 +78,8 @@ VoidResult Apply(Flags* flags, const std::string& name, const std::string& value
     o.dir.ns = value;
   } else if (name == "health-address") {
     o.health_address = value;
+  } else if (name == "metrics-address") {
+    o.metrics_address = value == "none" ? "" : value;
   } else if (name == "quota-bytes" || name == "max-object-bytes") {
     Result<uint64_t> v = ParseByteSize(value, what);
     if (!v.ok()) return v.error();

@@ -40,9 +40,10 @@ int main(int argc, char** argv) {
   std::fputs(server.value()->adoption_report().c_str(), stdout);
   std::string listen;
   for (const auto& l : o.listen) listen += " " + l;
-  std::printf("shmd %s serving on%s; objects in %s (namespace %s); pid %d\n",
+  const std::string& metrics = server.value()->metrics_url();
+  std::printf("shmd %s serving on%s; objects in %s (namespace %s); metrics %s; pid %d\n",
               shmd::server::kVersion, listen.c_str(), o.dir.path.c_str(), o.dir.ns.c_str(),
-              getpid());
+              metrics.empty() ? "off" : metrics.c_str(), getpid());
   std::fflush(stdout);
   int sig = 0;
   sigwait(&stop, &sig);

@@ -782,6 +782,7 @@ void Registry::ClearDead(Record& record, uint32_t pid, const std::string& lease)
     }
   }
   if (cleared == 0 && lease.empty()) return;
+  endpoints_died_.fetch_add(cleared, std::memory_order_relaxed);
   v1::Event e = MakeEvent(v1::Event::TYPE_ENDPOINT_DIED, record.name.Full());
   e.set_lease(lease);
   e.set_pid(pid);
@@ -888,6 +889,12 @@ v1::ServerStats Registry::Stats() {
   s.set_watched_processes(watcher_ ? static_cast<uint32_t>(watcher_->size()) : 0);
   s.set_pid(static_cast<uint32_t>(getpid()));
   return s;
+}
+
+void Registry::Visit(const std::function<void(const ObjectView&)>& fn) {
+  std::lock_guard lock(mu_);
+  SyncWithDirectory(nullptr);
+  for (const auto& [id, record] : objects_) fn(ObjectView{record.name, *record.segment});
 }
 
 std::vector<v1::Event> Registry::ExistingObjects(const Caller& caller) {

@@ -11,7 +11,9 @@
 // registry (control calls are rare and short; the data path never comes here).
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -76,6 +78,15 @@ class Registry {
   VoidResult Detach(const Caller& caller, const v1::DetachRequest& request);
 
   v1::ServerStats Stats();
+
+  // For the metrics collector, at scrape time: calls `fn` for every object under the
+  // registry's lock (so keep it to reading headers), then reports the server's figures.
+  struct ObjectView {
+    const api::ObjectName& name;
+    const Segment& segment;
+  };
+  void Visit(const std::function<void(const ObjectView&)>& fn);
+  uint64_t endpoints_died() const { return endpoints_died_.load(std::memory_order_relaxed); }
   // One TYPE_OBJECT_ADOPTED event per object, for WatchEvents(include_existing).
   std::vector<v1::Event> ExistingObjects(const Caller& caller);
 
@@ -138,6 +149,7 @@ class Registry {
   std::map<std::string, LeaseRecord> leases_;  // by lease name
   uint64_t dir_mtime_ns_ = 0;  // of the directory when last read whole
   uint64_t sweeps_ = 0;
+  std::atomic<uint64_t> endpoints_died_{0};  // cleared because their process died
 };
 
 }  // namespace shmd::server

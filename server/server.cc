@@ -106,6 +106,9 @@ Result<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
   }
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(s->grpc_metrics_.InterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   for (const std::string& address : tcp) {
     builder.AddListeningPort(address, grpc::InsecureServerCredentials());
   }
@@ -124,6 +127,17 @@ Result<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
     }
   }
   for (auto& listener : s->listeners_) listener->Start(s->grpc_.get(), &s->peers_);
+  if (!o.metrics_address.empty()) {
+    s->collector_ = std::make_shared<ObjectCollector>(s->registry_.get(),
+                                                      BuildInfo{kVersion, SHMD_REVISION});
+    Result<std::unique_ptr<MetricsHttpServer>> metrics =
+        MetricsHttpServer::Start(o.metrics_address, {s->collector_, s->grpc_metrics_.registry()});
+    if (!metrics.ok()) return metrics.error();
+    s->metrics_ = std::move(metrics).value();
+    const std::string host = o.metrics_address.substr(0, o.metrics_address.rfind(':'));
+    s->metrics_url_ =
+        "http://" + host + ":" + std::to_string(s->metrics_->port()) + "/metrics";
+  }
   s->sweeper_ = std::thread([raw = s.get()] { raw->SweepLoop(); });
   return s;
 }
@@ -169,6 +183,7 @@ void Server::Wait() {
 
 Server::~Server() {
   if (grpc_) Shutdown();
+  metrics_.reset();  // no scrape may run while what it reads goes away
   listeners_.clear();  // removes the sockets
   watcher_.reset();    // its thread may call into the registry: stop it first
   registry_.reset();

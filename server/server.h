@@ -14,6 +14,9 @@
 
 #include "server/control_service.h"
 #include "server/event_bus.h"
+#include "server/grpc_metrics.h"
+#include "server/metrics_http.h"
+#include "server/object_metrics.h"
 #include "server/process_watcher.h"
 #include "server/registry.h"
 #include "server/unix_listener.h"
@@ -29,6 +32,8 @@ struct ServerOptions {
   uint32_t socket_mode = 0660;
   ShmDir dir;
   std::string health_address;  // "host:port" serving only grpc.health.v1; "" for none
+  // "host:port" of the Prometheus endpoint (/metrics); "" for none. Port 0: any free port.
+  std::string metrics_address = "127.0.0.1:9478";
   Limits limits;
   std::chrono::milliseconds sweep_interval{500};
 };
@@ -46,6 +51,8 @@ class Server {
   void Wait();
 
   const std::string& adoption_report() const { return adoption_report_; }
+  // "http://127.0.0.1:9478/metrics", or "" when metrics are off.
+  const std::string& metrics_url() const { return metrics_url_; }
   Registry& registry() { return *registry_; }
 
  private:
@@ -54,6 +61,7 @@ class Server {
 
   ServerOptions options_;
   std::string adoption_report_;
+  std::string metrics_url_;
   int instance_lock_fd_ = -1;
   EventBus events_;
   PeerTable peers_;
@@ -63,6 +71,9 @@ class Server {
   std::vector<std::unique_ptr<UnixListener>> listeners_;
   std::unique_ptr<grpc::Server> grpc_;
   std::unique_ptr<grpc::Server> health_;
+  GrpcMetrics grpc_metrics_;
+  std::shared_ptr<ObjectCollector> collector_;
+  std::unique_ptr<MetricsHttpServer> metrics_;
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -81,7 +81,8 @@ VoidResult BenchDaemon::Start(const std::string& binary, std::chrono::millisecon
 
   // Everything the child needs is built before fork: after it, only async-signal-safe calls.
   const std::vector<std::string> args = {binary, "--listen=" + target(), "--shm-dir=" + shm_dir_,
-                                         std::string("--namespace=") + kNamespace};
+                                         std::string("--namespace=") + kNamespace,
+                                         "--metrics-address=127.0.0.1:0"};
   std::vector<char*> argv;
   for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);

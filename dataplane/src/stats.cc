@@ -14,13 +14,13 @@ using layout::ObjectKind;
 
 constexpr auto kRelaxed = std::memory_order_relaxed;
 
-EndpointCensus Census(const Segment& segment) {
+EndpointCensus Census(const Segment& segment, bool check_processes) {
   EndpointCensus census;
   for (const layout::EndpointSlot& slot : segment.endpoints().slots) {
     const uint32_t state = slot.state.load(std::memory_order_acquire);
     if (state == static_cast<uint32_t>(layout::EndpointState::kDead) ||
         (state == static_cast<uint32_t>(layout::EndpointState::kLive) &&
-         EndpointLiveness(slot) == Liveness::kDead)) {
+         check_processes && EndpointLiveness(slot) == Liveness::kDead)) {
       ++census.dead;
       continue;
     }
@@ -110,7 +110,7 @@ void ReadPool(const Segment& s, ObjectStats& st) {
 
 }  // namespace
 
-ObjectStats ReadStats(const Segment& segment) {
+ObjectStats ReadStats(const Segment& segment, bool check_processes) {
   ObjectStats st;
   st.kind = segment.kind();
   st.file_bytes = segment.size();
@@ -132,7 +132,7 @@ ObjectStats ReadStats(const Segment& segment) {
     case ObjectKind::kNone:
       break;
   }
-  st.endpoints = Census(segment);
+  st.endpoints = Census(segment, check_processes);
   return st;
 }
 

@@ -34,12 +34,18 @@ class Daemon {
   // Starts it and waits for its "serving" line; false (with its output in *why) if it
   // does not come within 10 s.
   bool Start(std::string* why = nullptr) {
+    // Metrics on a free port (unless the test says otherwise): never a clash with a daemon
+    // already serving 9478 on this host.
     std::vector<std::string> args = {SHMD_DAEMON, "--listen", target(), "--shm-dir", dir_,
-                                     "--namespace", "it"};
+                                     "--namespace", "it", "--metrics-address", "127.0.0.1:0"};
     args.insert(args.end(), extra_.begin(), extra_.end());
     process_ = std::make_unique<PeerProcess>(args);
     const std::string line = process_->WaitForLine("shmd ", std::chrono::seconds(10));
-    if (line.find("serving") != std::string::npos) return true;
+    if (line.find("serving") != std::string::npos) {
+      const size_t at = line.find("http://");
+      metrics_url_ = at == std::string::npos ? "" : line.substr(at, line.find(';', at) - at);
+      return true;
+    }
     if (why) *why = process_->Output();
     return false;
   }
@@ -59,6 +65,8 @@ class Daemon {
   const std::string& shm_dir() const { return dir_; }
   std::string ObjectPath(const std::string& id) const { return dir_ + "/shmd.it." + id; }
   std::string Output() { return process_ ? process_->Output() : ""; }
+  // "http://127.0.0.1:PORT/metrics" as the daemon printed it, "" when metrics are off.
+  const std::string& metrics_url() const { return metrics_url_; }
 
   // Files of the daemon's namespace in its directory.
   int CountObjectFiles() const {
@@ -81,6 +89,7 @@ class Daemon {
   std::vector<std::string> extra_;
   std::string dir_;
   std::string socket_;
+  std::string metrics_url_;
   std::unique_ptr<PeerProcess> process_;
 };
 

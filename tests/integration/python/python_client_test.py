@@ -240,7 +240,8 @@ class PythonClientTest(unittest.TestCase):
         cls.target = "unix://" + cls.socket
         cls.serving = False  # until the health check says SERVING
         cls.daemon = Process("shmd", [ARGS.shmd, "--listen", cls.target, "--shm-dir", cls.dir,
-                                      "--namespace", NAMESPACE],
+                                      "--namespace", NAMESPACE,
+                                       "--metrics-address", "127.0.0.1:0"],
                              log_path=os.path.join(cls.dir, "shmd.log"))
         cls.addClassCleanup(cls._stop_daemon)
 

@@ -39,6 +39,9 @@ struct ObjectStats {
   EndpointCensus endpoints;
 };
 
-ObjectStats ReadStats(const Segment& segment);
+// With `check_processes`, a live slot whose process is gone counts as dead (one /proc read
+// per live endpoint); without, only the slots' own states count (cheap: for the daemon's
+// metrics, which clears dead endpoints itself the moment their process dies).
+ObjectStats ReadStats(const Segment& segment, bool check_processes = true);
 
 }  // namespace shmd
