@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "common/message_pattern.h"
+#include "common/peer_output.h"
 #include "shmd/dataplane/block_pool.h"
 #include "shmd/dataplane/broadcast_ring.h"
 #include "shmd/dataplane/mpmc_ring.h"
@@ -41,22 +42,9 @@ using shmd::testing::CheckPattern;
 using shmd::testing::FillPattern;
 using shmd::testing::PatternSize;
 
-[[noreturn]] void Fail(const std::string& why) {
-  std::printf("error %s\n", why.c_str());
-  std::fflush(stdout);
-  std::exit(1);
-}
-
-void Say(const std::string& line) {
-  std::printf("%s\n", line.c_str());
-  std::fflush(stdout);
-}
-
-template <class T>
-T Must(Result<T> r) {
-  if (!r.ok()) Fail(r.error().message());
-  return std::move(r).value();
-}
+using shmd::testing::Fail;
+using shmd::testing::Must;
+using shmd::testing::Say;
 
 WaitOptions Waiting(bool busy) {
   WaitOptions w;

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "common/message_pattern.h"
+#include "common/peer_output.h"
 #include "shmd/client/client.h"
 
 namespace {
@@ -30,22 +31,9 @@ using shmd::testing::CheckPattern;
 using shmd::testing::FillPattern;
 using shmd::testing::PatternSize;
 
-[[noreturn]] void Fail(const std::string& why) {
-  std::printf("error %s\n", why.c_str());
-  std::fflush(stdout);
-  std::exit(1);
-}
-
-void Say(const std::string& line) {
-  std::printf("%s\n", line.c_str());
-  std::fflush(stdout);
-}
-
-template <class T>
-T Must(Result<T> r) {
-  if (!r.ok()) Fail(r.error().message());
-  return std::move(r).value();
-}
+using shmd::testing::Fail;
+using shmd::testing::Must;
+using shmd::testing::Say;
 
 int Produce(Client& client, const std::string& ring, uint64_t stream, uint64_t count,
             uint32_t max) {
