@@ -2,13 +2,22 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include <chrono>
+
 namespace shmd::server {
+
+google::protobuf::Timestamp Now() {
+  return google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(
+          std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
 
 void EventBus::Publish(v1::Event event) {
   std::lock_guard lock(mu_);
   if (closed_) return;
   event.set_sequence(++sequence_);
-  *event.mutable_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  *event.mutable_time() = Now();
   for (const auto& sub : subscriptions_) {
     std::lock_guard sub_lock(sub->mu_);
     if (sub->overflow_) continue;

@@ -11,9 +11,14 @@
 #include <mutex>
 #include <set>
 
+#include <google/protobuf/timestamp.pb.h>
+
 #include "shmd/v1/events.pb.h"
 
 namespace shmd::server {
+
+// Now, to the nanosecond (protobuf 3.21's TimeUtil::GetCurrentTime has whole seconds).
+google::protobuf::Timestamp Now();
 
 class EventBus {
  public:

@@ -711,7 +711,7 @@ Result<v1::Lease> Registry::Attach(const Caller& caller, const v1::AttachRequest
   l.set_generation(record.segment->header().generation.load(std::memory_order_acquire));
   l.set_pid(caller.pid);
   l.set_uid(caller.uid);
-  *l.mutable_create_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  *l.mutable_create_time() = Now();
   if (caller.pid != 0) {
     bool gone = false;
     lease.start_time = ReadProcessStartTime(caller.pid, &gone);
@@ -905,6 +905,7 @@ std::vector<v1::Event> Registry::ExistingObjects(const Caller& caller) {
     if (!CheckAccess(caller, record.ownership, Access::kRead, "", options_.admin_uid).ok()) continue;
     v1::Event e = MakeEvent(v1::Event::TYPE_OBJECT_ADOPTED, record.name.Full());
     e.set_uid(record.ownership.owner_uid);
+    *e.mutable_time() = Now();  // sequence stays 0: a snapshot, not an event that happened
     out.push_back(std::move(e));
   }
   return out;

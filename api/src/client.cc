@@ -179,6 +179,13 @@ Client::Client(std::string target, ClientOptions options, std::shared_ptr<grpc::
 
 Result<Client> Client::Connect(const ClientOptions& options) {
   std::string target = options.target.empty() ? DefaultTarget() : options.target;
+  // No socket file: say so now rather than after the whole deadline.
+  if (target.rfind("unix://", 0) == 0 && access(target.c_str() + 7, F_OK) != 0) {
+    return Error(ErrorCode::kUnavailable,
+                 "no shmd answers at " + target + ": there is no socket at " +
+                     target.substr(7) + "; is the daemon running? Start it with 'shmd --listen " +
+                     target + "', or point SHMD_LISTEN at it");
+  }
   // A connection of its own: gRPC would otherwise share one among every Client of the
   // process, and the daemon names callers by connection.
   grpc::ChannelArguments args;
