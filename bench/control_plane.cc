@@ -64,17 +64,6 @@ struct Options {
   std::exit(2);
 }
 
-int ParseCount(const std::string& flag, const std::string& text, int min, int max) {
-  errno = 0;
-  char* end = nullptr;
-  const long long value = std::strtoll(text.c_str(), &end, 10);
-  if (text.empty() || errno != 0 || *end != '\0' || value < min || value > max) {
-    UsageError(flag + " wants a number from " + std::to_string(min) + " to " + std::to_string(max) +
-               ", not '" + text + "'");
-  }
-  return static_cast<int>(value);
-}
-
 Options ParseOptions(int argc, char** argv) {
   Options options;
   bool quick = false;
@@ -92,9 +81,9 @@ Options ParseOptions(int argc, char** argv) {
     } else if (arg == "--quick") {
       quick = true;
     } else if (arg == "--count") {
-      count = ParseCount(arg, args.Value(), 1, 10'000'000);
+      count = args.ParseInt(args.Value(), 1, 10'000'000);
     } else if (arg == "--objects") {
-      objects = ParseCount(arg, args.Value(), 1, 1'000'000);
+      objects = args.ParseInt(args.Value(), 1, 1'000'000);
     } else if (arg == "--shmd") {
       options.shmd = args.Value();
     } else {

@@ -1,5 +1,6 @@
 #include "bench/common/args.h"
 
+#include <cerrno>
 #include <cstdlib>
 
 namespace shmd::bench {
@@ -24,6 +25,18 @@ std::string ArgScanner::Value() {
     std::exit(2);  // usage_error_ does not return; this only makes sure of it
   }
   return argv_[++index_];
+}
+
+int ArgScanner::ParseInt(const std::string& text, int min, int max) {
+  errno = 0;
+  char* end = nullptr;
+  const long long value = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || errno != 0 || *end != '\0' || value < min || value > max) {
+    usage_error_(name_ + " wants a number from " + std::to_string(min) + " to " +
+                 std::to_string(max) + ", not '" + text + "'");
+    std::exit(2);  // as in Value()
+  }
+  return static_cast<int>(value);
 }
 
 }  // namespace shmd::bench

@@ -3,7 +3,7 @@
 // program's ParseOptions:
 //
 //   for (ArgScanner args(argc, argv, UsageError); args.Next();) {
-//     if (args.name() == "--count") count = ParseCount(args.name(), args.Value());
+//     if (args.name() == "--count") count = args.ParseInt(args.Value(), 1, 1000);
 //     else ...
 //   }
 #ifndef SHMD_BENCH_COMMON_ARGS_H_
@@ -32,6 +32,10 @@ class ArgScanner {
   // The current flag's value: what follows its '=', otherwise the next argument (which is then
   // used up). A usage error, "<name> needs a value", when there is none.
   std::string Value();
+
+  // `text` (the current flag's value, or a part of it) as a whole number in [min, max]; a
+  // usage error naming the flag and the range otherwise.
+  int ParseInt(const std::string& text, int min, int max);
 
  private:
   int argc_;

@@ -1,5 +1,6 @@
 #include "bench/common/machine.h"
 
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -65,6 +66,17 @@ CpuTimes ReadCpuTimes() {
   times.self_s = RusageSeconds(RUSAGE_SELF);
   times.children_s = RusageSeconds(RUSAGE_CHILDREN);
   return times;
+}
+
+std::vector<int> AllowedCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+  }
+  return cpus;
 }
 
 }  // namespace shmd::bench

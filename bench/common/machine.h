@@ -4,6 +4,7 @@
 #define SHMD_BENCH_COMMON_MACHINE_H_
 
 #include <string>
+#include <vector>
 
 namespace shmd::bench {
 
@@ -24,6 +25,9 @@ struct CpuTimes {
   double children_s = 0;       // its reaped children (getrusage RUSAGE_CHILDREN)
 };
 CpuTimes ReadCpuTimes();
+
+// The CPUs this process may run on (sched_getaffinity), in order; empty if unknown.
+std::vector<int> AllowedCpus();
 
 }  // namespace shmd::bench
 

@@ -6,6 +6,7 @@
 #include <sys/prctl.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -29,6 +30,18 @@ std::string DescribeStatus(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
   return "ended with wait status " + std::to_string(status);
+}
+
+// The metrics URL of the serving line "shmd 0.1.0 serving on ...; metrics URL; pid N"
+// ("metrics off" when there are none).
+std::string MetricsUrlOf(const std::string& output) {
+  const size_t serving = output.find(" serving on ");
+  const std::string key = "; metrics ";
+  const size_t at = output.find(key, serving);
+  if (serving == std::string::npos || at == std::string::npos) return "";
+  const size_t start = at + key.size();
+  const std::string url = output.substr(start, output.find_first_of(";\n", start) - start);
+  return url.rfind("http://", 0) == 0 ? url : "";
 }
 
 // mkdtemp on a template ending in XXXXXX.
@@ -99,7 +112,7 @@ VoidResult BenchDaemon::Start(const std::string& binary, std::chrono::millisecon
     dup2(log, STDOUT_FILENO);
     dup2(log, STDERR_FILENO);
     execv(argv[0], argv.data());
-    const char message[] = "control_plane: exec of the daemon failed\n";
+    const char message[] = "bench: exec of the daemon failed\n";
     (void)!write(STDERR_FILENO, message, sizeof(message) - 1);
     _exit(127);
   }
@@ -114,7 +127,13 @@ VoidResult BenchDaemon::Start(const std::string& binary, std::chrono::millisecon
   // would fail and gRPC would back off for a second before trying again.
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    if (Output().find(" serving on ") != std::string::npos) return Ok{};
+    // The whole line: the metrics URL is near its end.
+    const std::string said = Output();
+    if (const size_t at = said.find(" serving on ");
+        at != std::string::npos && said.find('\n', at) != std::string::npos) {
+      metrics_url_ = MetricsUrlOf(said);
+      return Ok{};
+    }
     int status = 0;
     if (Exited(&status)) {
       return Error(ErrorCode::kUnavailable, "the daemon " + DescribeStatus(status) +
@@ -182,6 +201,13 @@ std::vector<std::string> BenchDaemon::ObjectFiles() const {
 
 double BenchDaemon::CpuSeconds() const {
   if (pid_ <= 0) return 0;
+  // The kernel's CPU-time clock of the process, in nanoseconds: /proc counts clock ticks
+  // (10 ms here), too coarse for the cost of one scrape.
+  clockid_t clock;
+  timespec ts;
+  if (clock_getcpuclockid(pid_, &clock) == 0 && clock_gettime(clock, &ts) == 0) {
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+  }
   std::ifstream in("/proc/" + std::to_string(pid_) + "/stat");
   std::string line;
   std::getline(in, line);

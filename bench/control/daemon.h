@@ -1,6 +1,7 @@
-// The control_plane benchmark's own shmd daemon: its socket in a fresh temporary directory,
-// its objects in a fresh directory under /dev/shm, its own namespace. Stopped with SIGTERM
-// and both directories removed, however the benchmark ends (short of SIGKILL).
+// A benchmark's own shmd daemon (control_plane, metrics_scrape): its socket in a fresh
+// temporary directory, its objects in a fresh directory under /dev/shm, its own namespace,
+// its metrics on a free port of 127.0.0.1. Stopped with SIGTERM and both directories removed,
+// however the benchmark ends (short of SIGKILL).
 #ifndef SHMD_BENCH_CONTROL_DAEMON_H_
 #define SHMD_BENCH_CONTROL_DAEMON_H_
 
@@ -41,11 +42,14 @@ class BenchDaemon {
 
   std::string target() const { return "unix://" + socket_path_; }
   const std::string& shm_dir() const { return shm_dir_; }
+  // "http://127.0.0.1:PORT/metrics" from the daemon's serving line; "" if metrics are off.
+  const std::string& metrics_url() const { return metrics_url_; }
   pid_t pid() const { return pid_; }
 
   // The files of our namespace in the shm directory, by name: what the daemon would leave.
   std::vector<std::string> ObjectFiles() const;
-  // CPU time (user + system) the daemon has used so far, from /proc/<pid>/stat.
+  // CPU time (user + system) the daemon has used so far: its CPU-time clock, else (in
+  // clock ticks) /proc/<pid>/stat.
   double CpuSeconds() const;
   // What it printed on stdout and stderr so far.
   std::string Output() const;
@@ -59,6 +63,7 @@ class BenchDaemon {
   std::string socket_path_;
   std::string log_path_;
   std::string shm_dir_;
+  std::string metrics_url_;
   pid_t pid_ = -1;
 };
 

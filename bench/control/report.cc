@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "bench/common/json.h"
+
 namespace shmd::bench {
 namespace {
 
@@ -31,15 +33,6 @@ std::string JsonNumber(const std::optional<double>& us) {
   return text;
 }
 
-// Operation names are ours (no control characters), but quote what JSON requires anyway.
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
 
 }  // namespace
 

@@ -186,17 +186,6 @@ Control* MapControl(Status* status) {
 
 }  // namespace
 
-std::vector<int> AllowedCpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::vector<int> cpus;
-  if (sched_getaffinity(0, sizeof(set), &set) != 0) return cpus;
-  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
-  }
-  return cpus;
-}
-
 Status PinToCpu(int cpu) {
   cpu_set_t set;
   CPU_ZERO(&set);

@@ -53,8 +53,6 @@ inline bool SpinUntil(Done done, bool relax, bool yield) {
   return true;
 }
 
-// The CPUs this process may run on (sched_getaffinity), ascending.
-std::vector<int> AllowedCpus();
 Status PinToCpu(int cpu);
 
 // Where the two sides of every run live.
