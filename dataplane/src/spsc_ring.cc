@@ -204,6 +204,7 @@ SpscConsumer::SpscConsumer(std::shared_ptr<Segment> segment, uint32_t slot, cons
       producer_(segment_.get(), EndpointRole::kProducer) {
   // The last consumer published its position after every release: resume exactly there.
   position_ = control_->consumer_position.load(std::memory_order_acquire);
+  attached_position_ = position_;
   messages_ = control_->messages_read.load(std::memory_order_relaxed);
   bytes_ = control_->bytes_read.load(std::memory_order_relaxed);
 }
@@ -241,6 +242,7 @@ SpscConsumer& SpscConsumer::operator=(SpscConsumer&& other) noexcept {
     max_message_ = other.max_message_;
     slot_ = std::exchange(other.slot_, layout::kMaxEndpoints);
     position_ = other.position_;
+    attached_position_ = other.attached_position_;
     peeked_ = std::exchange(other.peeked_, 0);
     peeked_len_ = other.peeked_len_;
     messages_ = other.messages_;
@@ -267,9 +269,22 @@ Status SpscConsumer::PeekUntil(MessageView* out, Clock::time_point deadline) noe
   s = WaitFor(
       control_->data_ready, wait_, spin_, deadline, &control_->consumer_waits,
       [&] { return HeaderAt(position_).load(std::memory_order_acquire) != 0; },
-      [&] { return producer_.Gone(/*check_process=*/true); });
+      [&] { return producer_.Gone(/*check_process=*/true) || ProducerLeftAfterWriting(); });
   if (s != Status::kOk) return s;
   return TryPeek(out);
+}
+
+// A producer the PeerWatch never saw: it attached, wrote and left while this consumer was
+// busy reading (the watch looks only when the ring is empty), or before this consumer
+// attached. Having read its messages and found no producer now is the end of its stream,
+// as EOF is on a pipe whose writer closed. A consumer that has read nothing yet keeps
+// waiting for a first producer. Acquire pairs with the role's release in ReleaseEndpoint
+// (acq_rel CAS); WaitFor re-checks for data after a "gone", so a last message published
+// just before the producer left is still delivered.
+bool SpscConsumer::ProducerLeftAfterWriting() const noexcept {
+  if (position_ == attached_position_) return false;
+  const auto role = static_cast<uint32_t>(EndpointRole::kProducer);
+  return segment_->header_page().roles.owner[role].load(std::memory_order_acquire) == 0;
 }
 
 Status SpscConsumer::ReceiveUntil(std::span<std::byte> buffer, size_t* size,

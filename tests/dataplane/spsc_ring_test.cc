@@ -332,6 +332,56 @@ TEST_F(SpscRingTest, DetachedProducerMeansPeerGoneAfterDrain) {
   EXPECT_EQ(consumer_->ReceiveFor(buffer, &size, 10s), Status::kPeerGone) << "sticky";
 }
 
+// The consumer never found the ring empty while the producer lived (so its PeerWatch never
+// saw it): reading the producer's messages and then finding no producer is still the end.
+TEST_F(SpscRingTest, ProducerThatWroteAndLeftUnseenMeansPeerGoneAfterDrain) {
+  Make(4096);
+  producer_.reset();
+  auto p = SpscProducer::Open(dir_, "ring");
+  ASSERT_TRUE(p.ok()) << p.error().message();
+  ASSERT_EQ(p->TrySend(Bytes("one")), Status::kOk);
+  ASSERT_EQ(p->TrySend(Bytes("two")), Status::kOk);
+  { SpscProducer leaving = std::move(p).value(); }  // detaches before any wait
+  std::vector<std::byte> buffer(64);
+  size_t size = 0;
+  EXPECT_EQ(consumer_->ReceiveFor(buffer, &size, 10s), Status::kOk);
+  EXPECT_EQ(consumer_->ReceiveFor(buffer, &size, 10s), Status::kOk);
+  EXPECT_EQ(consumer_->ReceiveFor(buffer, &size, 10s), Status::kPeerGone);
+}
+
+// Like reading a FIFO whose writer has closed: a consumer that attaches after the producer
+// left reads what it left behind, then hears that nobody writes any more.
+TEST_F(SpscRingTest, ConsumerAttachedAfterTheProducerLeftDrainsThenPeerGone) {
+  Make(4096);
+  ASSERT_EQ(producer_->TrySend(Bytes("left behind")), Status::kOk);
+  producer_.reset();
+  consumer_.reset();
+  auto c = SpscConsumer::Open(dir_, "ring");
+  ASSERT_TRUE(c.ok()) << c.error().message();
+  std::vector<std::byte> buffer(64);
+  size_t size = 0;
+  ASSERT_EQ(c->ReceiveFor(buffer, &size, 10s), Status::kOk);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(buffer.data()), size), "left behind");
+  EXPECT_EQ(c->ReceiveFor(buffer, &size, 10s), Status::kPeerGone);
+}
+
+// A consumer that has read nothing waits for a first producer: no producer yet is not the
+// end of anything.
+TEST_F(SpscRingTest, ConsumerThatReadNothingWaitsForAFirstProducer) {
+  Make(4096);
+  producer_.reset();
+  consumer_.reset();
+  auto c = SpscConsumer::Open(dir_, "ring");
+  ASSERT_TRUE(c.ok()) << c.error().message();
+  std::vector<std::byte> buffer(64);
+  size_t size = 0;
+  EXPECT_EQ(c->ReceiveFor(buffer, &size, 50ms), Status::kTimeout);
+  auto p = SpscProducer::Open(dir_, "ring");
+  ASSERT_TRUE(p.ok()) << p.error().message();
+  ASSERT_EQ(p->TrySend(Bytes("first")), Status::kOk);
+  EXPECT_EQ(c->ReceiveFor(buffer, &size, 10s), Status::kOk);
+}
+
 TEST_F(SpscRingTest, DeleteWakesABlockedReceiverWithClosed) {
   Make(4096);
   std::thread remover([&] {

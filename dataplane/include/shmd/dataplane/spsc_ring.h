@@ -167,6 +167,7 @@ class SpscConsumer {
     return *reinterpret_cast<const std::atomic<uint64_t>*>(data_ + (position & mask_));
   }
   void Detach() noexcept;
+  bool ProducerLeftAfterWriting() const noexcept;
 
   std::shared_ptr<Segment> segment_;
   layout::SpscControl* control_ = nullptr;
@@ -176,6 +177,7 @@ class SpscConsumer {
   uint32_t max_message_ = 0;
   uint32_t slot_ = layout::kMaxEndpoints;
   uint64_t position_ = 0;  // start of the next record to read
+  uint64_t attached_position_ = 0;  // position_ at Attach: has this consumer read anything?
   uint64_t peeked_ = 0;    // record size of the message handed out by TryPeek (0: none)
   uint32_t peeked_len_ = 0;
   uint64_t messages_ = 0;
