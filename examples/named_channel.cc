@@ -43,8 +43,15 @@ struct Options {
   std::chrono::seconds timeout{30};
 };
 
-[[noreturn]] void Fail(const std::string& what) {
+// Says what went wrong; the caller returns 1, so its handle detaches on the way out (a
+// process that exits with std::exit would leave its endpoint for the daemon to clear).
+int Failed(const std::string& what) {
   std::fprintf(stderr, "named_channel: %s\n", what.c_str());
+  return 1;
+}
+
+[[noreturn]] void Fail(const std::string& what) {
+  Failed(what);
   std::exit(1);
 }
 
@@ -86,7 +93,7 @@ int Send(const Options& o) {
     for (uint32_t i = 8; i < o.size; ++i) message[i] = std::byte{PatternByte(seq, i)};
     const shmd::Status s = producer->SendFor(message, o.timeout);
     if (s != shmd::Status::kOk) {
-      Fail("sending message " + std::to_string(seq) + " of " + std::to_string(count) + ": " +
+      return Failed("sending message " + std::to_string(seq) + " of " + std::to_string(count) + ": " +
            shmd::StatusName(s) +
            (s == shmd::Status::kTimeout ? " (the ring stayed full: is a receiver reading?)" : ""));
     }
@@ -122,11 +129,11 @@ int Receive(const Options& o) {
     const shmd::Status s = consumer->PeekFor(&m, o.timeout);
     if (s == shmd::Status::kPeerGone && received > 0) break;  // the sender left; all read
     if (s != shmd::Status::kOk) {
-      Fail("after " + std::to_string(received) + " messages: " + shmd::StatusName(s) +
+      return Failed("after " + std::to_string(received) + " messages: " + shmd::StatusName(s) +
            (s == shmd::Status::kTimeout ? " (nothing came: is a sender running?)" : ""));
     }
     if (m.size < 8) {
-      Fail("message " + std::to_string(received) + " has " + std::to_string(m.size) +
+      return Failed("message " + std::to_string(received) + " has " + std::to_string(m.size) +
            " bytes, too few for a sequence number: is the sender named_channel?");
     }
     uint64_t seq;
@@ -136,11 +143,11 @@ int Receive(const Options& o) {
       start = Clock::now();
     }
     if (seq != next) {
-      Fail("expected message " + std::to_string(next) + ", got " + std::to_string(seq));
+      return Failed("expected message " + std::to_string(next) + ", got " + std::to_string(seq));
     }
     for (uint32_t i = 8; i < m.size; ++i) {
       if (static_cast<uint8_t>(m.data[i]) != PatternByte(seq, i)) {
-        Fail("message " + std::to_string(seq) + ": byte " + std::to_string(i) + " is wrong");
+        return Failed("message " + std::to_string(seq) + ": byte " + std::to_string(i) + " is wrong");
       }
     }
     consumer->Release();
