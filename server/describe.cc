@@ -11,8 +11,8 @@ namespace {
 
 using google::protobuf::util::TimeUtil;
 
-v1::EndpointState StateOf(const layout::EndpointSlot& slot) {
-  switch (EndpointLiveness(slot)) {
+v1::EndpointState StateOf(const Segment& segment, uint32_t slot) {
+  switch (EndpointLiveness(segment, slot)) {
     case Liveness::kAlive:
       return v1::ENDPOINT_STATE_LIVE;
     case Liveness::kDead:
@@ -45,7 +45,7 @@ void DescribeInfo(const ObjectFacts& facts, v1::ObjectInfo* info) {
     e->set_role(RoleOf(static_cast<layout::EndpointRole>(slot.role.load(std::memory_order_relaxed))));
     e->set_pid(slot.pid.load(std::memory_order_relaxed));
     e->set_uid(slot.uid.load(std::memory_order_relaxed));
-    e->set_state(state == layout::EndpointState::kDead ? v1::ENDPOINT_STATE_DEAD : StateOf(slot));
+    e->set_state(state == layout::EndpointState::kDead ? v1::ENDPOINT_STATE_DEAD : StateOf(s, i));
   }
 }
 

@@ -39,11 +39,12 @@ std::string ModeText(uint32_t mode) {
   return buf;
 }
 
-std::string HexId() {
+// A lease id: a random 64-bit number, never 0 (an endpoint slot's "no lease").
+std::string NewLeaseId() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
-  return buf;
+  uint64_t n = 0;
+  while (n == 0) n = rng();
+  return api::LeaseIdText(n);
 }
 
 // Page tokens are the hex of the last id returned: opaque to callers, checked on the way in.
@@ -702,7 +703,7 @@ Result<v1::Lease> Registry::Attach(const Caller& caller, const v1::AttachRequest
   LeaseRecord lease;
   lease.object_id = parsed->id;
   v1::Lease& l = lease.lease;
-  l.set_name(record.name.Full() + "/leases/" + HexId());
+  l.set_name(record.name.Full() + "/leases/" + NewLeaseId());
   l.set_object(record.name.Full());
   l.set_role(request.role());
   l.set_path(record.segment->path());
@@ -763,28 +764,51 @@ VoidResult Registry::Detach(const Caller& caller, const v1::DetachRequest& reque
 }
 
 // --- liveness ----------------------------------------------------------------------------
+//
+// Two ways to learn of a death. An endpoint in the daemon's own pid namespace is known by
+// its pid: the watcher tells the moment it exits (OnProcessExit), and its leases are
+// keyed by the same pid. An endpoint in another pid namespace (a container of the same
+// pod, say) has a pid that means nothing here, and its caller came over the socket as
+// pid 0: it is found dead by its liveness lock (EndpointLiveness) at each sweep, and its
+// lease is the one its slot records (lease_id). Slots of other namespaces are never
+// matched by pid: theirs could name an unrelated process here.
 
-void Registry::ClearDead(Record& record, uint32_t pid, const std::string& lease) {
+void Registry::ClearDead(Record& record, uint32_t pid, const std::vector<std::string>& leases) {
   const Segment& s = *record.segment;
   const uint64_t reclaimed_before = s.header_page().totals.reclaimed_blocks.load();
+  const uint64_t own_namespace = OwnPidNamespace();
+  std::vector<uint64_t> lease_numbers;
+  for (const std::string& lease : leases) {
+    Result<api::LeaseName> name = api::ParseLeaseName(lease);
+    if (name.ok()) lease_numbers.push_back(api::LeaseNumber(name->lease_id));
+  }
   uint32_t cleared = 0;
   v1::Role role = v1::ROLE_UNSPECIFIED;
   uint32_t uid = 0;
   for (uint32_t i = 0; i < layout::kMaxEndpoints; ++i) {
     const layout::EndpointSlot& slot = s.endpoints().slots[i];
-    if (slot.pid.load(std::memory_order_relaxed) != pid) continue;
+    const uint64_t lease_id = slot.lease_id.load(std::memory_order_relaxed);
+    const bool ours = slot.pid_namespace.load(std::memory_order_relaxed) == own_namespace &&
+                      slot.pid.load(std::memory_order_relaxed) == pid;
+    // A process the daemon sees by pid may still have attached from a pid namespace of
+    // its own (a child namespace of the daemon's): its slot then carries its lease.
+    const bool leased = lease_id != 0 && std::find(lease_numbers.begin(), lease_numbers.end(),
+                                                   lease_id) != lease_numbers.end();
+    if (!ours && !leased) continue;
     const v1::Role slot_role = RoleOf(static_cast<layout::EndpointRole>(slot.role.load()));
     const uint32_t slot_uid = slot.uid.load();
     if (ClearIfDead(s, i)) {
       ++cleared;
       role = slot_role;
       uid = slot_uid;
+      EndpointDeath taken;
+      TakeEndpointDeath(s, i, &taken);  // reported here, not again by the sweep
     }
   }
-  if (cleared == 0 && lease.empty()) return;
+  if (cleared == 0 && leases.empty()) return;
   endpoints_died_.fetch_add(cleared, std::memory_order_relaxed);
   v1::Event e = MakeEvent(v1::Event::TYPE_ENDPOINT_DIED, record.name.Full());
-  e.set_lease(lease);
+  e.set_lease(leases.empty() ? "" : leases.front());
   e.set_pid(pid);
   e.set_role(role);
   e.set_uid(uid);
@@ -793,42 +817,91 @@ void Registry::ClearDead(Record& record, uint32_t pid, const std::string& lease)
   events_->Publish(std::move(e));
 }
 
+void Registry::ReportDeath(Record& record, const EndpointDeath& death, bool cleared_here,
+                           uint64_t reclaimed) {
+  std::string lease_name;
+  uint32_t pid = 0;  // the caller's pid as the daemon saw it: 0 for another namespace
+  if (death.lease_id != 0) {
+    auto it = leases_.find(record.name.Full() + "/leases/" + api::LeaseIdText(death.lease_id));
+    if (it != leases_.end()) {
+      lease_name = it->first;
+      pid = it->second.lease.pid();
+      leases_.erase(it);
+    }
+  }
+  // A peer cleared an endpoint the daemon holds no lease for (embedded mode, or its lease
+  // already ended): nothing happened that the daemon did or knew of.
+  if (!cleared_here && lease_name.empty()) return;
+  if (cleared_here) endpoints_died_.fetch_add(1, std::memory_order_relaxed);
+  v1::Event e = MakeEvent(v1::Event::TYPE_ENDPOINT_DIED, record.name.Full());
+  e.set_lease(lease_name);
+  e.set_pid(pid);
+  e.set_role(RoleOf(static_cast<layout::EndpointRole>(death.role)));
+  e.set_uid(death.uid);
+  e.set_cleared_endpoints(cleared_here ? 1 : 0);
+  e.set_reclaimed_blocks(reclaimed);
+  events_->Publish(std::move(e));
+}
+
 void Registry::OnProcessExit(uint32_t pid) {
   std::lock_guard lock(mu_);
   for (auto& [id, record] : objects_) {
-    std::string lease;
+    std::vector<std::string> leases;
     for (auto l = leases_.begin(); l != leases_.end();) {
       if (l->second.object_id == id && l->second.lease.pid() == pid) {
-        if (lease.empty()) lease = l->first;
+        leases.push_back(l->first);
         l = leases_.erase(l);
       } else {
         ++l;
       }
     }
-    ClearDead(record, pid, lease);
+    ClearDead(record, pid, leases);
   }
 }
 
 void Registry::WatchAttached(Record& record) {
   const Segment& s = *record.segment;
+  const uint64_t own_namespace = OwnPidNamespace();
+  uint64_t reclaimed[layout::kMaxEndpoints] = {};
+  uint32_t cleared_here = 0;  // bit i: this sweep cleared slot i
   for (uint32_t i = 0; i < layout::kMaxEndpoints; ++i) {
     const layout::EndpointSlot& slot = s.endpoints().slots[i];
     const auto state = static_cast<layout::EndpointState>(slot.state.load(std::memory_order_acquire));
+    const bool same_namespace = slot.pid_namespace.load() == own_namespace;
+    if (!same_namespace) {
+      // Judged by its lock; the death (and the lease to end) is taken below, from the
+      // trace ClearIfDead leaves, the same way as when a peer cleared it first.
+      if (state != layout::EndpointState::kLive) continue;
+      const uint64_t before = s.header_page().totals.reclaimed_blocks.load();
+      if (ClearIfDead(s, i)) {
+        cleared_here |= 1u << i;
+        reclaimed[i] = s.header_page().totals.reclaimed_blocks.load() - before;
+      }
+      continue;
+    }
     if (state == layout::EndpointState::kDead) {
-      ClearDead(record, slot.pid.load(), "");
+      ClearDead(record, slot.pid.load(), {});
       continue;
     }
     if (state != layout::EndpointState::kLive) continue;
     const uint32_t pid = slot.pid.load();
-    if (EndpointLiveness(slot) == Liveness::kDead) {
-      ClearDead(record, pid, "");
+    const Liveness liveness = EndpointLiveness(s, i);
+    if (liveness == Liveness::kDead) {
+      ClearDead(record, pid, {});
       continue;
     }
-    if (!watcher_ || EndpointLiveness(slot) != Liveness::kAlive || watcher_->IsWatched(pid)) {
-      continue;
-    }
+    if (!watcher_ || liveness != Liveness::kAlive || watcher_->IsWatched(pid)) continue;
     Result<ProcessWatcher::Watch> w = watcher_->Add(pid, slot.start_time.load());
-    if (w.ok() && *w == ProcessWatcher::Watch::kAlreadyGone) ClearDead(record, pid, "");
+    if (w.ok() && *w == ProcessWatcher::Watch::kAlreadyGone) ClearDead(record, pid, {});
+  }
+  // Deaths of other namespaces' endpoints, cleared just now or by a peer since the last
+  // sweep (a producer blocked on the ring clears its dead consumer within a sleep slice,
+  // long before this runs). Same-namespace traces are taken too, and dropped: those
+  // deaths were reported by pid.
+  for (uint32_t i = 0; i < layout::kMaxEndpoints; ++i) {
+    EndpointDeath death;
+    if (!TakeEndpointDeath(s, i, &death) || death.pid_namespace == own_namespace) continue;
+    ReportDeath(record, death, (cleared_here >> i) & 1u, reclaimed[i]);
   }
 }
 
@@ -853,7 +926,7 @@ void Registry::Sweep() {
     const uint32_t pid = lease.lease.pid();
     auto record = objects_.find(lease.object_id);
     l = leases_.erase(l);
-    if (record != objects_.end()) ClearDead(record->second, pid, name);
+    if (record != objects_.end()) ClearDead(record->second, pid, {name});
   }
 }
 

@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "server/caller.h"
 #include "server/event_bus.h"
@@ -26,6 +27,7 @@
 #include "server/process_watcher.h"
 #include "server/request_cache.h"
 #include "shmd/api/names.h"
+#include "shmd/dataplane/endpoints.h"
 #include "shmd/dataplane/result.h"
 #include "shmd/dataplane/segment.h"
 #include "shmd/v1/control.pb.h"
@@ -132,7 +134,15 @@ class Registry {
   uint32_t LeaseCount(const std::string& id) const;
   template <class Resource>
   void Describe(const Record& record, Resource* out) const;
-  void ClearDead(Record& record, uint32_t pid, const std::string& lease);
+  // Clears the dead endpoints of `pid` (of the daemon's pid namespace) and those whose
+  // slots record one of `leases` (the ended leases of that pid), and reports the death.
+  void ClearDead(Record& record, uint32_t pid, const std::vector<std::string>& leases);
+  // Reports an endpoint of another pid namespace found dead (cleared here, or by a peer
+  // first): ends the lease its slot recorded and publishes TYPE_ENDPOINT_DIED.
+  void ReportDeath(Record& record, const EndpointDeath& death, bool cleared_here,
+                   uint64_t reclaimed);
+  // Same namespace: clears the dead by pid and watches the living; other namespaces:
+  // clears those whose liveness lock is gone; then reports other namespaces' deaths.
   void WatchAttached(Record& record);
   VoidResult CheckLimits(const Caller& caller, uint64_t file_bytes) const;
   uint64_t AllocatedBytes() const;

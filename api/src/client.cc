@@ -419,6 +419,11 @@ Result<std::shared_ptr<Segment>> Client::MapLease(const v1::Lease& lease, layout
   Result<Segment> segment = Segment::FromFd(fd, kind, lease.object());
   close(fd);
   if (!segment.ok()) return segment.error();
+  // Endpoints claimed through this mapping record the lease, so the daemon can end it when
+  // they die even if it cannot see this process (another pid namespace: it knows us as pid 0).
+  if (Result<api::LeaseName> name = api::ParseLeaseName(lease.name()); name.ok()) {
+    segment->set_lease_id(api::LeaseNumber(name->lease_id));
+  }
   return std::make_shared<Segment>(std::move(segment).value());
 }
 

@@ -1,5 +1,7 @@
 #include "shmd/api/names.h"
 
+#include <cstdio>
+
 #include "shmd/dataplane/segment.h"
 
 namespace shmd::api {
@@ -75,6 +77,25 @@ Result<LeaseName> ParseLeaseName(std::string_view name) {
     if (!hex) return BadName(name, "a lease id of lowercase hex digits");
   }
   return out;
+}
+
+std::string LeaseIdText(uint64_t number) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(number));
+  return buf;
+}
+
+uint64_t LeaseNumber(std::string_view lease_id) {
+  if (lease_id.empty() || lease_id.size() > 16) return 0;
+  uint64_t n = 0;
+  for (char c : lease_id) {
+    int digit = -1;
+    if (c >= '0' && c <= '9') digit = c - '0';
+    if (c >= 'a' && c <= 'f') digit = c - 'a' + 10;
+    if (digit < 0) return 0;
+    n = n << 4 | static_cast<uint64_t>(digit);
+  }
+  return n;
 }
 
 }  // namespace shmd::api

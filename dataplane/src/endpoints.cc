@@ -1,6 +1,10 @@
 #include "shmd/dataplane/endpoints.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdio>
 
 #include "shmd/dataplane/wait.h"
 
@@ -18,6 +22,8 @@ using layout::EndpointState;
 
 constexpr auto kLive = static_cast<uint32_t>(EndpointState::kLive);
 constexpr auto kFree = static_cast<uint32_t>(EndpointState::kFree);
+constexpr auto kClaiming = static_cast<uint32_t>(EndpointState::kClaiming);
+constexpr auto kDeadState = static_cast<uint32_t>(EndpointState::kDead);
 
 std::atomic<uint32_t>& RoleOwner(const Segment& segment, layout::EndpointRole role) {
   return segment.header_page().roles.owner[static_cast<uint32_t>(role)];
@@ -26,6 +32,50 @@ std::atomic<uint32_t>& RoleOwner(const Segment& segment, layout::EndpointRole ro
 bool IsProducerSide(uint32_t role) {
   return role == static_cast<uint32_t>(layout::EndpointRole::kProducer);
 }
+
+// --- the liveness lock ----------------------------------------------------------------
+
+struct flock LockByte(short type, uint32_t index) {
+  struct flock fl {};
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = static_cast<off_t>(layout::kLivenessLockBase + index);
+  fl.l_len = 1;
+  fl.l_pid = 0;  // F_OFD_* require 0
+  return fl;
+}
+
+// Through the Segment's own descriptor: the open file description this process keeps for
+// as long as the endpoint is attached. False if the kernel or filesystem refuses.
+bool TakeLivenessLock(const Segment& segment, uint32_t index) {
+  struct flock fl = LockByte(F_WRLCK, index);
+  return segment.fd() >= 0 && fcntl(segment.fd(), F_OFD_SETLK, &fl) == 0;
+}
+
+void DropLivenessLock(const Segment& segment, uint32_t index) {
+  struct flock fl = LockByte(F_UNLCK, index);
+  (void)fcntl(segment.fd(), F_OFD_SETLK, &fl);
+}
+
+// Whether another open file description holds slot `index`'s lock. Tested through a
+// description of its own, opened for the test (/proc/self/fd/N opens the same inode
+// anew, even unlinked): F_OFD_GETLK never reports a lock held through the description it
+// is called on, so testing through the Segment's would report this process's own
+// endpoints, or those of a child sharing its descriptions, as unlocked: dead.
+Liveness TestLivenessLock(const Segment& segment, uint32_t index) {
+  if (segment.fd() < 0) return Liveness::kUnknown;
+  char path[48];
+  std::snprintf(path, sizeof path, "/proc/self/fd/%d", segment.fd());
+  const int probe = open(path, O_RDONLY | O_CLOEXEC);
+  if (probe < 0) return Liveness::kUnknown;
+  struct flock fl = LockByte(F_WRLCK, index);  // "would a write lock conflict?"
+  const int rc = fcntl(probe, F_OFD_GETLK, &fl);
+  close(probe);
+  if (rc != 0) return Liveness::kUnknown;
+  return fl.l_type == F_UNLCK ? Liveness::kDead : Liveness::kAlive;
+}
+
+// --- clearing -------------------------------------------------------------------------
 
 // Folds the slot's counters into its side's totals (clearing is rare: RMW is fine) and
 // zeroes them for the next owner.
@@ -67,10 +117,16 @@ Result<uint32_t> ClaimEndpoint(const Segment& segment, layout::EndpointRole role
     for (uint32_t i = 0; i < layout::kMaxEndpoints; ++i) {
       EndpointSlot& slot = table.slots[i];
       uint32_t state = kFree;
-      if (!slot.state.compare_exchange_strong(
-              state, static_cast<uint32_t>(EndpointState::kClaiming), std::memory_order_acquire)) {
+      if (!slot.state.compare_exchange_strong(state, kClaiming, std::memory_order_acquire)) {
         continue;
       }
+      // First, before the lease id below: takes the slot's flags over, died trace included.
+      // If the daemon's compare-exchange took the trace first (TakeEndpointDeath), this
+      // RMW reads its result (acquire pairs with its release), so the daemon's reads of
+      // the dead owner's lease id happened before our store of ours; if this came first,
+      // the daemon's compare-exchange fails. Either way no lease is reported twice or
+      // mistaken for another.
+      slot.liveness.exchange(0, std::memory_order_acq_rel);
       slot.role = static_cast<uint32_t>(role);
       slot.pid = self.pid;
       slot.uid = self.uid;
@@ -80,8 +136,19 @@ Result<uint32_t> ClaimEndpoint(const Segment& segment, layout::EndpointRole role
           static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                     std::chrono::system_clock::now().time_since_epoch())
                                     .count());
-      slot.lease_id = 0;
-      slot.incarnation.fetch_add(1, std::memory_order_relaxed);
+      slot.lease_id = segment.lease_id();
+      // The lock once the slot is ours (kClaiming: nobody judges it) and before kLive: a
+      // checker that sees kLive with the flag finds the lock held for as long as we live.
+      // If the lock cannot be taken, the endpoint goes without the flag: judged by its pid
+      // only, as before the lock existed; never a reason to fail the attach.
+      // The flag carries our incarnation: only then does it count (layout.h).
+      const uint32_t incarnation = slot.incarnation.load(std::memory_order_relaxed) + 1;
+      if (TakeLivenessLock(segment, i)) {
+        slot.liveness.store(layout::LivenessLockWord(incarnation), std::memory_order_relaxed);
+      }
+      // Release: a checker that reads this incarnation (acquire, EndpointLiveness) also
+      // reads the word above. (We are the slot's only writer while it is kClaiming.)
+      slot.incarnation.store(incarnation, std::memory_order_release);
       // Publishes the identity above to anyone who reads kLive with acquire.
       slot.state.store(kLive, std::memory_order_release);
       if (!exclusive) return i;
@@ -118,24 +185,57 @@ void ReleaseEndpoint(const Segment& segment, uint32_t index) {
   if (index >= layout::kMaxEndpoints) return;
   EndpointSlot& slot = segment.endpoints().slots[index];
   DropRole(segment, index, slot.role);
+  // Out of kLive first (seq_cst: a full barrier before the unlock syscall below): checkers
+  // judge kLive slots only, so none sees this one live once its lock is gone (it would
+  // take us for dead and clear us).
+  slot.state.store(kClaiming, std::memory_order_seq_cst);
   FoldCounters(segment, slot);
+  // The lock before kFree: the next claimer of this slot must find its byte free.
+  if ((slot.liveness.load(std::memory_order_relaxed) & layout::kLivenessLockHeld) != 0) {
+    DropLivenessLock(segment, index);
+  }
+  slot.liveness.store(0, std::memory_order_relaxed);  // a free slot never says "locked"
   slot.state.store(kFree, std::memory_order_release);
   WakeEveryone(segment, /*reset_waiters=*/false);
 }
 
-Liveness EndpointLiveness(const EndpointSlot& slot) {
-  return CheckProcess(slot.pid, slot.start_time, slot.pid_namespace);
+Liveness EndpointLiveness(const Segment& segment, uint32_t index) {
+  if (index >= layout::kMaxEndpoints) return Liveness::kUnknown;
+  const EndpointSlot& slot = segment.endpoints().slots[index];
+  const uint64_t pid_namespace = slot.pid_namespace.load(std::memory_order_relaxed);
+  // Our own namespace: pid and start time are exact, and see through a lock kept alive
+  // by a child that inherited the owner's descriptor.
+  if (pid_namespace == OwnPidNamespace()) {
+    return CheckProcess(slot.pid.load(std::memory_order_relaxed),
+                        slot.start_time.load(std::memory_order_relaxed), pid_namespace);
+  }
+  // Another one: only the lock can tell, and only if this incarnation's owner took it.
+  // The incarnation first: a word read after it is at least as new (see ClaimEndpoint).
+  const uint32_t incarnation = slot.incarnation.load(std::memory_order_acquire);
+  const uint32_t word = slot.liveness.load(std::memory_order_acquire);
+  if (!layout::LivenessLockHeld(word, incarnation)) return Liveness::kUnknown;
+  return TestLivenessLock(segment, index);
 }
 
 bool ClearIfDead(const Segment& segment, uint32_t index) {
   if (index >= layout::kMaxEndpoints) return false;
   EndpointSlot& slot = segment.endpoints().slots[index];
   if (slot.state.load(std::memory_order_acquire) != kLive) return false;
-  if (EndpointLiveness(slot) != Liveness::kDead) return false;
+  // The incarnation before the verdict: if the slot changes hands while we judge (its
+  // owner detaches, a new one claims it), the compare-exchange below could take the new
+  // owner's kLive for the one we judged; the re-check after it catches that.
+  const uint32_t incarnation = slot.incarnation.load(std::memory_order_acquire);
+  if (EndpointLiveness(segment, index) != Liveness::kDead) return false;
   uint32_t expected = kLive;
   // One clearer wins; the others see kDead and leave it alone.
-  if (!slot.state.compare_exchange_strong(expected, static_cast<uint32_t>(EndpointState::kDead),
-                                          std::memory_order_acq_rel)) {
+  if (!slot.state.compare_exchange_strong(expected, kDeadState, std::memory_order_acq_rel)) {
+    return false;
+  }
+  if (slot.incarnation.load(std::memory_order_acquire) != incarnation) {
+    // We judged its predecessor. Give the live owner its state back, unless it is
+    // detaching already (then its own store has replaced our kDead, and this fails).
+    expected = kDeadState;
+    slot.state.compare_exchange_strong(expected, kLive, std::memory_order_acq_rel);
     return false;
   }
   if (segment.kind() == layout::ObjectKind::kBlockPool) {
@@ -145,6 +245,11 @@ bool ClearIfDead(const Segment& segment, uint32_t index) {
   DropRole(segment, index, slot.role);
   FoldCounters(segment, slot);
   segment.header_page().totals.endpoints_cleared.fetch_add(1, std::memory_order_relaxed);
+  // The trace for the daemon (TakeEndpointDeath), replacing the lock flag: the lock died
+  // with its process (or lives on in a descriptor a child inherited; then the next
+  // claimer of this slot goes without one). Release: whoever reads the bit with acquire
+  // reads the dead owner's lease id and identity with it.
+  slot.liveness.store(layout::kLivenessDiedUnreported, std::memory_order_release);
   slot.state.store(kFree, std::memory_order_release);
   WakeEveryone(segment, /*reset_waiters=*/true);
   return true;
@@ -154,6 +259,30 @@ uint32_t ClearDeadEndpoints(const Segment& segment) {
   uint32_t cleared = 0;
   for (uint32_t i = 0; i < layout::kMaxEndpoints; ++i) cleared += ClearIfDead(segment, i) ? 1 : 0;
   return cleared;
+}
+
+bool TakeEndpointDeath(const Segment& segment, uint32_t index, EndpointDeath* out) {
+  if (index >= layout::kMaxEndpoints) return false;
+  EndpointSlot& slot = segment.endpoints().slots[index];
+  if (slot.state.load(std::memory_order_acquire) != kFree) return false;
+  const uint32_t incarnation = slot.incarnation.load(std::memory_order_relaxed);
+  // Acquire pairs with ClearIfDead's release store of the bit: the fields below are the
+  // dead owner's.
+  uint32_t flags = slot.liveness.load(std::memory_order_acquire);
+  if ((flags & layout::kLivenessDiedUnreported) == 0) return false;
+  out->slot = index;
+  out->role = slot.role.load(std::memory_order_relaxed);
+  out->pid = slot.pid.load(std::memory_order_relaxed);
+  out->uid = slot.uid.load(std::memory_order_relaxed);
+  out->pid_namespace = slot.pid_namespace.load(std::memory_order_relaxed);
+  out->lease_id = slot.lease_id.load(std::memory_order_relaxed);
+  // Release pairs with the next claimer's exchange (see ClaimEndpoint): if this succeeds,
+  // the reads above came before any of its stores. The incarnation check rules out a
+  // whole claim, death and clear having happened in between (the same flags again).
+  return slot.liveness.compare_exchange_strong(flags, flags & ~layout::kLivenessDiedUnreported,
+                                               std::memory_order_acq_rel,
+                                               std::memory_order_relaxed) &&
+         slot.incarnation.load(std::memory_order_relaxed) == incarnation;
 }
 
 uint64_t SumEndpointCounter(const Segment& segment, layout::EndpointCounter counter,

@@ -1,10 +1,12 @@
 #include "shmd/dataplane/process.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -21,7 +23,26 @@ uint64_t PidNamespaceOf(const char* proc_pid) {
   return st.st_ino;
 }
 
+// 0: not read yet in this process. A forked child may live in another pid namespace than
+// its parent (the parent called unshare(CLONE_NEWPID) first): the atfork handler makes it
+// read its own.
+std::atomic<uint64_t> own_namespace{0};
+
 }  // namespace
+
+uint64_t OwnPidNamespace() {
+  static const bool registered = [] {
+    pthread_atfork(nullptr, nullptr, [] { own_namespace.store(0, std::memory_order_relaxed); });
+    return true;
+  }();
+  (void)registered;
+  uint64_t ns = own_namespace.load(std::memory_order_relaxed);
+  if (ns == 0) {
+    ns = PidNamespaceOf("self");
+    own_namespace.store(ns, std::memory_order_relaxed);
+  }
+  return ns;
+}
 
 uint64_t ReadProcessStartTime(uint32_t pid, bool* zombie_or_missing) {
   *zombie_or_missing = true;
@@ -59,14 +80,13 @@ ProcessIdentity ProcessIdentity::Self() {
   id.uid = static_cast<uint32_t>(geteuid());
   bool missing = false;
   id.start_time = ReadProcessStartTime(id.pid, &missing);
-  id.pid_namespace = PidNamespaceOf("self");
+  id.pid_namespace = OwnPidNamespace();
   return id;
 }
 
 Liveness CheckProcess(uint32_t pid, uint64_t start_time, uint64_t pid_namespace) {
-  static const uint64_t my_namespace = PidNamespaceOf("self");
   if (pid == 0) return Liveness::kDead;
-  if (pid_namespace != my_namespace) return Liveness::kUnknown;
+  if (pid_namespace != OwnPidNamespace()) return Liveness::kUnknown;
   // kill(pid, 0) answers ESRCH for a pid nobody has, and EPERM for another user's
   // process, which is alive all the same.
   if (kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return Liveness::kDead;

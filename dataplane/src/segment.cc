@@ -301,6 +301,7 @@ Segment& Segment::operator=(Segment&& other) noexcept {
     fd_ = std::exchange(other.fd_, -1);
     base_ = std::exchange(other.base_, nullptr);
     size_ = std::exchange(other.size_, 0);
+    lease_id_ = std::exchange(other.lease_id_, 0);
     name_ = std::move(other.name_);
     path_ = std::move(other.path_);
   }

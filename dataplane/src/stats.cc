@@ -16,11 +16,12 @@ constexpr auto kRelaxed = std::memory_order_relaxed;
 
 EndpointCensus Census(const Segment& segment, bool check_processes) {
   EndpointCensus census;
-  for (const layout::EndpointSlot& slot : segment.endpoints().slots) {
+  for (uint32_t i = 0; i < layout::kMaxEndpoints; ++i) {
+    const layout::EndpointSlot& slot = segment.endpoints().slots[i];
     const uint32_t state = slot.state.load(std::memory_order_acquire);
     if (state == static_cast<uint32_t>(layout::EndpointState::kDead) ||
         (state == static_cast<uint32_t>(layout::EndpointState::kLive) &&
-         check_processes && EndpointLiveness(slot) == Liveness::kDead)) {
+         check_processes && EndpointLiveness(segment, i) == Liveness::kDead)) {
       ++census.dead;
       continue;
     }

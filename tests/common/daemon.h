@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -31,6 +32,12 @@ class Daemon {
     std::filesystem::remove_all(dir_);
   }
 
+  // Run it as pid 1 of a pid namespace of its own, as a Kubernetes sidecar is: callers
+  // in other namespaces then reach it as pid 0 (see PeerProcess, SpawnOptions).
+  void set_own_pid_namespace(bool on) { own_pid_namespace_ = on; }
+  // errno of a failed start (EPERM: no right to make a pid namespace), 0 otherwise.
+  int spawn_error() const { return process_ ? process_->spawn_error() : 0; }
+
   // Starts it and waits for its "serving" line; false (with its output in *why) if it
   // does not come within 10 s.
   bool Start(std::string* why = nullptr) {
@@ -39,7 +46,12 @@ class Daemon {
     std::vector<std::string> args = {SHMD_DAEMON, "--listen", target(), "--shm-dir", dir_,
                                      "--namespace", "it", "--metrics-address", "127.0.0.1:0"};
     args.insert(args.end(), extra_.begin(), extra_.end());
-    process_ = std::make_unique<PeerProcess>(args);
+    process_ = std::make_unique<PeerProcess>(
+        args, SpawnOptions{.new_pid_namespace = own_pid_namespace_});
+    if (process_->spawn_error() != 0) {
+      if (why) *why = "cannot start shmd: " + std::string(std::strerror(process_->spawn_error()));
+      return false;
+    }
     const std::string line = process_->WaitForLine("shmd ", std::chrono::seconds(10));
     if (line.find("serving") != std::string::npos) {
       const size_t at = line.find("http://");
@@ -90,6 +102,7 @@ class Daemon {
   std::string dir_;
   std::string socket_;
   std::string metrics_url_;
+  bool own_pid_namespace_ = false;
   std::unique_ptr<PeerProcess> process_;
 };
 

@@ -4,11 +4,14 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -16,20 +19,34 @@
 
 namespace shmd::testing {
 
+struct SpawnOptions {
+  // Start the child as pid 1 of a pid namespace of its own, as a container's process is
+  // (clone(CLONE_NEWPID), which needs CAP_SYS_ADMIN). The parent names it by its pid here.
+  bool new_pid_namespace = false;
+};
+
 class PeerProcess {
  public:
-  explicit PeerProcess(std::vector<std::string> args) {
+  explicit PeerProcess(std::vector<std::string> args, SpawnOptions options = {}) {
     int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) return;
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+      spawn_error_ = errno;
+      return;
+    }
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    pid_ = fork();
+    // clone with no new stack returns twice, as fork does.
+    pid_ = options.new_pid_namespace
+               ? static_cast<pid_t>(syscall(SYS_clone, CLONE_NEWPID | SIGCHLD, nullptr, nullptr,
+                                            nullptr, nullptr))
+               : fork();
     if (pid_ == 0) {
       dup2(fds[1], STDOUT_FILENO);
       execv(argv[0], argv.data());
       _exit(127);
     }
+    if (pid_ < 0) spawn_error_ = errno;
     close(fds[1]);
     out_ = fds[0];
   }
@@ -44,6 +61,8 @@ class PeerProcess {
   }
 
   pid_t pid() const { return pid_; }
+  // errno of a failed start (EPERM: no right to make a pid namespace), 0 if it started.
+  int spawn_error() const { return spawn_error_; }
 
   // Reads stdout until a line starting with `prefix` arrives; returns that line, or ""
   // after `timeout` or at end of output.
@@ -72,10 +91,13 @@ class PeerProcess {
     }
   }
 
-  void Kill(int sig = SIGKILL) { kill(pid_, sig); }
+  void Kill(int sig = SIGKILL) {
+    if (pid_ > 0) kill(pid_, sig);  // never kill(-1): that would signal everything we may
+  }
 
   // Exit status (as from waitpid) or -1 if still running after `timeout`.
   int Wait(std::chrono::milliseconds timeout) {
+    if (pid_ <= 0) return -1;
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
       int status = 0;
@@ -97,11 +119,26 @@ class PeerProcess {
 
  private:
   pid_t pid_ = -1;
+  int spawn_error_ = 0;
   int out_ = -1;
   bool reaped_ = false;
   std::string buffer_;
   std::string output_;
 };
+
+// Runs `wait` (a blocking call, with a timeout far beyond what the test needs) on a
+// thread, kills `peer` with SIGKILL once the call has had time to block, and returns what
+// the call returned.
+template <class Wait>
+auto KillWhileBlocked(PeerProcess& peer, Wait&& wait) -> decltype(wait()) {
+  decltype(wait()) result{};
+  std::thread waiter([&] { result = wait(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  peer.Kill(SIGKILL);
+  peer.Wait(std::chrono::seconds(5));
+  waiter.join();  // publishes `result` to this thread
+  return result;
+}
 
 inline bool ExitedWith(int status, int code) {
   return WIFEXITED(status) && WEXITSTATUS(status) == code;

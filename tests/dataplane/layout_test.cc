@@ -45,9 +45,24 @@ TEST(LayoutTest, EndpointSlot) {
   EXPECT_EQ(offsetof(EndpointSlot, start_time), 16u);
   EXPECT_EQ(offsetof(EndpointSlot, pid_namespace), 24u);
   EXPECT_EQ(offsetof(EndpointSlot, incarnation), 48u);
+  EXPECT_EQ(offsetof(EndpointSlot, liveness), 52u);
   EXPECT_EQ(offsetof(EndpointSlot, cursor), 64u);
   EXPECT_EQ(offsetof(EndpointSlot, counters), 72u);
   EXPECT_EQ(sizeof(EndpointTable), 4096u);
+}
+
+// Added within version 1 (a flag word that was zero, a lock far beyond every object):
+// code of the same version written before them ignores both.
+TEST(LayoutTest, LivenessLock) {
+  EXPECT_EQ(kLivenessLockHeld, 1u);
+  EXPECT_EQ(kLivenessDiedUnreported, 2u);
+  EXPECT_EQ(kLivenessLockBase, uint64_t{1} << 60);
+  EXPECT_EQ(kLivenessTagShift, 8u);
+  EXPECT_EQ(LivenessLockWord(5), 0x501u);
+  EXPECT_EQ(LivenessLockWord(0x01000005), 0x501u) << "the incarnation's low 24 bits";
+  EXPECT_TRUE(LivenessLockHeld(0x501, 0x01000005));
+  EXPECT_FALSE(LivenessLockHeld(0x501, 6));
+  EXPECT_EQ(static_cast<uint32_t>(EndpointState::kClaiming), 1u);
 }
 
 TEST(LayoutTest, SpscControlKeepsWritersApart) {

@@ -8,6 +8,8 @@
 //                                                       half-way through writing one more
 //   spsc-flood     DIR NS NAME STREAM MAXSIZE           send until killed
 //   spsc-block     DIR NS NAME                          consume; block in Receive forever
+//   spsc-idle      DIR NS NAME                          attach as the consumer, read
+//                                                       nothing, sleep until killed
 //   pool-churn     DIR NS NAME ID ITERATIONS            allocate/check/free, never sharing
 //   pool-hold      DIR NS NAME COUNT                    allocate COUNT blocks, then sleep
 //   mpmc-produce   DIR NS NAME STREAM COUNT MAXSIZE
@@ -169,6 +171,12 @@ int PoolChurn(const ShmDir& dir, const char* name, uint64_t id, uint64_t iterati
   return 0;
 }
 
+int SpscIdle(const ShmDir& dir, const char* name) {
+  auto consumer = Must(SpscConsumer::Open(dir, name));
+  Say("attached");
+  for (;;) pause();
+}
+
 int PoolHold(const ShmDir& dir, const char* name, uint64_t count) {
   auto pool = Must(BlockPool::Open(dir, name));
   for (uint64_t i = 0; i < count; ++i) {
@@ -309,6 +317,7 @@ int main(int argc, char** argv) {
     return SpscStall(dir, name, arg(5), arg(6), static_cast<uint32_t>(arg(7)));
   if (mode == "spsc-flood") return SpscFlood(dir, name, arg(5), static_cast<uint32_t>(arg(6)));
   if (mode == "spsc-block") return SpscBlock(dir, name);
+  if (mode == "spsc-idle") return SpscIdle(dir, name);
   if (mode == "pool-churn") return PoolChurn(dir, name, arg(5), arg(6));
   if (mode == "pool-hold") return PoolHold(dir, name, arg(5));
   if (mode == "mpmc-produce")

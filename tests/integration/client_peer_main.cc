@@ -18,6 +18,8 @@
 //                a subscriber that reads one message every INTERVAL_MS for SECONDS (or
 //                until its producer leaves); then "received N lost L"
 //   pool-hold    TARGET POOL COUNT                  allocate COUNT blocks, then sleep
+//   spsc-idle    TARGET RING                        attach as the consumer ("ready
+//                                                  LEASE"), read nothing, sleep
 //   get          TARGET NAME                        GetRing/GetPool/GetRegion; prints "ok"
 //                                                  or "code <error code name> <message>"
 //   attach       TARGET NAME ROLE                   Attach (ROLE: producer, consumer...)
@@ -175,6 +177,12 @@ int PoolHold(Client& client, const std::string& pool, uint64_t count) {
   for (;;) pause();
 }
 
+int SpscIdle(Client& client, const std::string& ring) {
+  auto consumer = Must(client.Open<SpscConsumer>(ring));
+  Say("ready " + consumer.lease().name());
+  for (;;) pause();
+}
+
 template <class T>
 int Report(const Result<T>& r) {
   if (r.ok()) {
@@ -226,6 +234,7 @@ int main(int argc, char** argv) {
   }
   if (mode == "broadcast-slow") return BroadcastSlow(client, object, arg(4), arg(5));
   if (mode == "pool-hold") return PoolHold(client, object, arg(4));
+  if (mode == "spsc-idle") return SpscIdle(client, object);
   if (mode == "get") return Get(client, object);
   if (mode == "attach") return AttachAs(client, object, argc > 4 ? argv[4] : "");
   std::fprintf(stderr, "unknown mode %s\n", mode.c_str());

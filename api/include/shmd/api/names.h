@@ -2,6 +2,7 @@
 // "regions/{region}", and leases below them ("rings/orders/leases/7f3a09c2").
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -31,5 +32,11 @@ struct LeaseName {
   std::string Full() const { return object.Full() + "/leases/" + lease_id; }
 };
 Result<LeaseName> ParseLeaseName(std::string_view name);
+
+// A lease id is a 64-bit number written as 16 lowercase hex digits. The number is what an
+// endpoint slot records (layout::EndpointSlot::lease_id), so that the daemon can end the
+// lease of an endpoint that died. LeaseNumber gives 0 for text that is not such a number.
+std::string LeaseIdText(uint64_t number);
+uint64_t LeaseNumber(std::string_view lease_id);
 
 }  // namespace shmd::api

@@ -21,7 +21,11 @@
 //   is looking at an object still being created.
 //
 // What forces a bump of kLayoutVersion: any change of a size, offset, field meaning,
-// record format, constant below, or state machine.
+// record format, constant below, or state machine. What does not: an addition that code
+// of the same version, written before it, handles unchanged, i.e. a flag in a field that
+// was zero and that older readers ignore, or a transition through a state older code
+// already treats as "not live" (EndpointSlot::liveness and the release path through
+// kClaiming, both added within version 1).
 #pragma once
 
 #include <atomic>
@@ -152,9 +156,11 @@ static_assert(offsetof(HeaderPage, roles) == 384);
 
 enum class EndpointState : uint32_t {
   kFree = 0,
-  kClaiming = 1,  // a process is filling the slot in
+  kClaiming = 1,  // its process is filling the slot in, or (detaching) emptying it
   kLive = 2,
   kDead = 3,  // its process died; someone is reclaiming what it held
+  // A slot goes kLive -> kClaiming -> kFree when its owner detaches: kClaiming keeps
+  // checkers from judging the slot while its liveness lock is let go (endpoints.cc).
 };
 
 enum class EndpointRole : uint32_t {
@@ -177,6 +183,47 @@ enum EndpointCounter : uint32_t {
 };
 inline constexpr uint32_t kEndpointCounters = 7;
 
+// EndpointSlot::liveness: flags in bits 0-7; in bits 8-31, the low 24 bits of the
+// incarnation whose claimer set kLivenessLockHeld. Added in a field that was zero in
+// layout version 1 as first written: readers that predate it ignore it, writers that
+// predate it never set it, so it needs no version bump. The tag is what makes that safe:
+// code that predates the word leaves it as it finds it, so after such code cleared a
+// dead owner and claimed the slot again, the word may still say "locked"; but that claim
+// bumped the incarnation, and a flag whose tag is not the slot's incarnation counts for
+// nothing (LivenessLockHeld).
+enum LivenessFlags : uint32_t {
+  // The owner holds an open-file-description lock (fcntl F_OFD_SETLK, F_WRLCK) on byte
+  // kLivenessLockBase + slot index of the object's file, through a descriptor it keeps
+  // open while attached. The kernel drops the lock when the process dies (kill -9
+  // included), so any process that can open the file, in any pid namespace, can tell a
+  // dead owner from a live one (F_OFD_GETLK). Set, tagged, between kClaiming and kLive;
+  // taken off before the owner's slot is free again (by the owner, or by its clearer).
+  kLivenessLockHeld = 1u << 0,
+  // Set by whoever cleared the slot because its process died, together with kFree; the
+  // slot's lease_id still names the dead owner's lease. The daemon reports the death and
+  // ends that lease (an owner in another pid namespace has no pid the daemon could watch),
+  // clearing the bit with a compare-exchange; the next claimer clears it too.
+  kLivenessDiedUnreported = 1u << 1,
+};
+inline constexpr uint32_t kLivenessFlagBits = 0xffu;
+inline constexpr uint32_t kLivenessTagShift = 8;
+
+// The word a claimer of incarnation `incarnation` stores once it holds its lock.
+inline constexpr uint32_t LivenessLockWord(uint32_t incarnation) {
+  return kLivenessLockHeld | (incarnation << kLivenessTagShift);
+}
+// Whether `word`, read after `incarnation` (acquire), says that incarnation's owner holds
+// its lock.
+inline constexpr bool LivenessLockHeld(uint32_t word, uint32_t incarnation) {
+  return (word & kLivenessLockHeld) != 0 &&
+         (word >> kLivenessTagShift) == (incarnation & (0xffffffffu >> kLivenessTagShift));
+}
+
+// The liveness lock of endpoint slot i is byte kLivenessLockBase + i of the object's file:
+// far beyond any object (at most 1 TiB), where a lock is legal and changes nothing in the
+// file. Only these bytes are ever locked.
+inline constexpr uint64_t kLivenessLockBase = uint64_t{1} << 60;
+
 // The identity fields are atomics (used outside the hot path only) because a reader that
 // saw kLive may race a detach and a new claim of the same slot: it may then read a mix
 // of two owners' values, which the liveness check tolerates, but never a torn value.
@@ -188,9 +235,9 @@ struct EndpointSlot {
   std::atomic<uint64_t> start_time;     // 16  /proc/<pid>/stat field 22: tells a reused pid apart
   std::atomic<uint64_t> pid_namespace;  // 24  inode of /proc/<pid>/ns/pid: who can check the pid
   std::atomic<uint64_t> attached_unix_ns;  // 32
-  std::atomic<uint64_t> lease_id;          // 40  set by the daemon; 0 in embedded mode
+  std::atomic<uint64_t> lease_id;          // 40  the daemon lease covering it; 0: none
   std::atomic<uint32_t> incarnation;       // 48 bumped at every claim
-  uint32_t reserved0;                      // 52
+  std::atomic<uint32_t> liveness;          // 52 LivenessFlags (0 from writers before them)
   uint8_t reserved1[8];                    // 56
   // Second line: written only by the owning process (its counters, a broadcast cursor).
   std::atomic<uint64_t> cursor;       // 64  broadcast: next sequence this subscriber reads
@@ -203,6 +250,7 @@ static_assert(offsetof(EndpointSlot, start_time) == 16);
 static_assert(offsetof(EndpointSlot, pid_namespace) == 24);
 static_assert(offsetof(EndpointSlot, lease_id) == 40);
 static_assert(offsetof(EndpointSlot, incarnation) == 48);
+static_assert(offsetof(EndpointSlot, liveness) == 52);
 static_assert(offsetof(EndpointSlot, cursor) == 64);
 static_assert(offsetof(EndpointSlot, counters) == 72);
 

@@ -18,10 +18,16 @@ struct ProcessIdentity {
 enum class Liveness {
   kAlive,
   kDead,     // gone, a zombie, or its pid now belongs to another process
-  kUnknown,  // in another pid namespace: this process cannot tell (the daemon can)
+  kUnknown,  // in another pid namespace, with nothing else to tell (see EndpointLiveness)
 };
 
+// By pid and start time; only within this process's own pid namespace (kUnknown for a
+// process of another one: its pid means nothing here).
 Liveness CheckProcess(uint32_t pid, uint64_t start_time, uint64_t pid_namespace);
+
+// The inode of this process's pid namespace (/proc/self/ns/pid), read once per process:
+// a child forked into a new namespace (unshare + fork) reads its own again.
+uint64_t OwnPidNamespace();
 
 // Field 22 of /proc/<pid>/stat, or 0 with *zombie_or_missing = true when the process is
 // gone or a zombie.

@@ -86,6 +86,9 @@ class Segment {
   bool valid() const { return base_ != nullptr; }
   uint8_t* base() const { return base_; }
   uint64_t size() const { return size_; }
+  // The descriptor stays open as long as the Segment: endpoints claimed through this
+  // mapping hold their liveness locks (layout::kLivenessLockHeld) on its open file
+  // description, so they last exactly as long as this Segment or the process.
   int fd() const { return fd_; }
   const std::string& name() const { return name_; }
   const std::string& path() const { return path_; }
@@ -104,6 +107,12 @@ class Segment {
   uint8_t* data() const { return base_ + layout::kDataOffset; }
   uint64_t data_size() const { return header().data_size; }
 
+  // The daemon lease that covers endpoints claimed through this mapping (the 64-bit
+  // number in the lease's name), recorded in their slots so the daemon can end the lease
+  // when they die; 0 (the default) in embedded mode. Process-local: not in the object.
+  void set_lease_id(uint64_t id) { lease_id_ = id; }
+  uint64_t lease_id() const { return lease_id_; }
+
   // Regions: changes the data size (the file is reserved first, so a full filesystem is
   // an error) and bumps the generation; other mappings see the new size after Remap().
   VoidResult Resize(uint64_t new_data_size);
@@ -117,6 +126,7 @@ class Segment {
   int fd_ = -1;
   uint8_t* base_ = nullptr;
   uint64_t size_ = 0;
+  uint64_t lease_id_ = 0;
   std::string name_;
   std::string path_;
 };
