@@ -160,6 +160,7 @@ BroadcastSubscriber::BroadcastSubscriber(std::shared_ptr<Segment> segment, uint3
       producer_(segment_.get(), EndpointRole::kProducer) {
   // Only what is published from now on.
   cursor_ = ring_.control->published.load(std::memory_order_acquire);
+  attached_cursor_ = cursor_;
   segment_->endpoints().slots[slot_].cursor.store(cursor_, std::memory_order_relaxed);
 }
 
@@ -189,6 +190,7 @@ BroadcastSubscriber& BroadcastSubscriber::operator=(BroadcastSubscriber&& other)
     ring_ = other.ring_;
     slot_ = std::exchange(other.slot_, layout::kMaxEndpoints);
     cursor_ = other.cursor_;
+    attached_cursor_ = other.attached_cursor_;
     last_lost_ = other.last_lost_;
     messages_ = other.messages_;
     bytes_ = other.bytes_;
@@ -240,6 +242,24 @@ Status BroadcastSubscriber::Lapped() noexcept {
   return Status::kLapped;
 }
 
+// The producer watch (PeerWatch) adopts whoever holds the role when it looks, and
+// ReceiveUntil looks only when nothing is ready. A subscriber that subscribed before its
+// producer attached and never ran dry while it lived (always lapped, or always a message
+// behind) never adopted it: after it left, the subscriber drained the ring and then waited
+// on, never told. Hence this check, made only where the watch is (nothing on the receive
+// path): having received or lost messages since subscribing and finding no producer now
+// is the end of the stream, as EOF is for a pipe whose writer closed (and as for the SPSC
+// consumer). A subscriber that has seen nothing yet keeps waiting for a first producer.
+// A dead producer still holds the role: the watch adopts it at the first look and finds
+// it dead (Gone(true)). Acquire pairs with the role's release in ReleaseEndpoint; WaitFor
+// re-checks Ready() after a "gone", so a last message published just before the producer
+// left is still delivered.
+bool BroadcastSubscriber::ProducerLeftAfterPublishing() const noexcept {
+  if (cursor_ == attached_cursor_) return false;
+  const auto role = static_cast<uint32_t>(EndpointRole::kProducer);
+  return segment_->header_page().roles.owner[role].load(std::memory_order_acquire) == 0;
+}
+
 Status BroadcastSubscriber::TryReceive(std::span<std::byte> buffer, size_t* size) noexcept {
   const uint64_t n = cursor_;
   SlotHeader& h = ring_.HeaderAt(n);
@@ -278,11 +298,14 @@ Status BroadcastSubscriber::ReceiveUntil(std::span<std::byte> buffer, size_t* si
     Status s = TryReceive(buffer, size);
     if (s != Status::kEmpty) return s;
     // Report a producer known to have left at once, not after a sleep slice.
-    if (producer_.Gone(/*check_process=*/false) && !Ready()) return Status::kPeerGone;
+    if ((producer_.Gone(/*check_process=*/false) || ProducerLeftAfterPublishing()) && !Ready()) {
+      return Status::kPeerGone;
+    }
     s = WaitFor(
         ring_.control->data_ready, wait_, spin_, deadline,
         &segment_->endpoints().slots[slot_].counters[layout::kCounterWaits],
-        [&] { return Ready(); }, [&] { return producer_.Gone(/*check_process=*/true); });
+        [&] { return Ready(); },
+        [&] { return producer_.Gone(/*check_process=*/true) || ProducerLeftAfterPublishing(); });
     if (s != Status::kOk) return s;
   }
 }

@@ -369,6 +369,40 @@ TEST_F(BroadcastRingTest, DetachedProducerMeansPeerGoneUntilANewOneComes) {
   sender.join();
 }
 
+// Subscribed before its producer attached, and lapped at every look while it lived: the
+// subscriber never found the ring empty, where it used to look for its producer, so it
+// never knew of it. Its leaving must still end the stream, after the data.
+TEST_F(BroadcastRingTest, AnAlwaysLappedSubscriberHearsItsProducerLeaveAfterTheData) {
+  Make(8, 20);
+  producer_.reset();
+  BroadcastSubscriber s = Subscribe(FastChecks());
+  auto p = BroadcastProducer::Open(dir_, "ring");
+  ASSERT_TRUE(p.ok()) << p.error().message();
+  producer_.emplace(std::move(p).value());
+  std::vector<std::byte> buffer(20);
+  size_t size = 0;
+  for (uint64_t round = 0; round < 3; ++round) {
+    Publish(round * 20, round * 20 + 20);  // 20 messages into 8 slots
+    ASSERT_EQ(s.ReceiveFor(buffer, &size, 1s), Status::kLapped) << round;
+    ASSERT_EQ(s.ReceiveFor(buffer, &size, 1s), Status::kOk) << round;  // then one message
+  }
+  producer_.reset();  // leaves m53..m59 unread
+  for (int i = 53; i < 60; ++i) {
+    ASSERT_EQ(s.ReceiveFor(buffer, &size, 10s), Status::kOk) << "data first: m" << i;
+    EXPECT_EQ(std::string(reinterpret_cast<char*>(buffer.data()), size), "m" + std::to_string(i));
+  }
+  EXPECT_EQ(s.ReceiveFor(buffer, &size, 10s), Status::kPeerGone)
+      << "then the end of the stream, not a wait for a producer it never knew of";
+  EXPECT_EQ(s.ReceiveFor(buffer, &size, 10s), Status::kPeerGone) << "sticky";
+
+  // A new producer: the stream goes on.
+  auto again = BroadcastProducer::Open(dir_, "ring");
+  ASSERT_TRUE(again.ok());
+  ASSERT_EQ(again->TrySend(Bytes("again")), Status::kOk);
+  ASSERT_EQ(s.ReceiveFor(buffer, &size, 10s), Status::kOk);
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(buffer.data()), size), "again");
+}
+
 TEST_F(BroadcastRingTest, SubscriberWithoutAProducerWaits) {
   Make(8, 20);
   producer_.reset();

@@ -49,7 +49,10 @@
 // with WaitFor and return kClosed when the ring is deleted, and kPeerGone when the
 // producer this subscriber knew of has detached or died and no message is ready
 // (PeerWatch: sticky until a new producer attaches; a subscriber that never saw a
-// producer waits for one). A producer that died mid-message leaves it unfinished
+// producer waits for one). That includes a producer that attached after the subscriber
+// and left while it was still reading (always lapped, it never found the ring empty):
+// once the subscriber has received or lost messages, no producer at all means the end
+// of the stream. A producer that died mid-message leaves it unfinished
 // (sequence 2n + 1): subscribers wait at it; the next producer rewrites message n.
 #pragma once
 
@@ -173,12 +176,14 @@ class BroadcastSubscriber {
   Status Lapped() noexcept;
   void Advance(uint64_t next) noexcept;
   void Detach() noexcept;
+  bool ProducerLeftAfterPublishing() const noexcept;
 
   std::shared_ptr<Segment> segment_;
   internal::BroadcastRingView ring_;
   uint32_t slot_ = layout::kMaxEndpoints;
   // Process-local state; cursor_ and the counters are mirrored into the endpoint slot.
   uint64_t cursor_ = 0;
+  uint64_t attached_cursor_ = 0;  // cursor_ at Attach: has this subscriber seen anything?
   uint64_t last_lost_ = 0;
   uint64_t messages_ = 0;
   uint64_t bytes_ = 0;
