@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <thread>
 
 #include "shmd/dataplane/wait.h"
 
@@ -78,14 +79,24 @@ Liveness TestLivenessLock(const Segment& segment, uint32_t index) {
 // --- clearing -------------------------------------------------------------------------
 
 // Folds the slot's counters into its side's totals (clearing is rare: RMW is fine) and
-// zeroes them for the next owner.
+// zeroes them for the next owner. The caller has moved the slot out of kLive (to
+// kClaiming or kDead) first. Orderings, paired with SumEndpointCounter's (S1) and (S2):
+//   (F1) the additions are release RMWs, after that state change: a reader whose acquire
+//        load of the totals reads one of them (or a later addition: the release
+//        sequence) sees the slot out of kLive when it looks again, and retries;
+//   (F2) the zeroing stores are release stores, after the additions: a reader whose
+//        acquire load reads a zeroed counter reads totals that include what it held.
+// So a reader that completes counts each folded value exactly once. (Release and acquire
+// operations rather than fences: GCC's ThreadSanitizer does not model fences.)
 void FoldCounters(const Segment& segment, EndpointSlot& slot) {
   auto& totals = segment.header_page().totals;
   auto* side = IsProducerSide(slot.role) ? totals.producer : totals.consumer;
-  for (uint32_t i = 0; i < 7; ++i) {
-    uint64_t v = slot.counters[i].load(std::memory_order_relaxed);
-    if (v != 0) side[i].fetch_add(v, std::memory_order_relaxed);
-    slot.counters[i].store(0, std::memory_order_relaxed);
+  for (uint32_t i = 0; i < layout::kEndpointCounters; ++i) {
+    const uint64_t v = slot.counters[i].load(std::memory_order_relaxed);
+    if (v != 0) side[i].fetch_add(v, std::memory_order_release);  // (F1)
+  }
+  for (uint32_t i = 0; i < layout::kEndpointCounters; ++i) {
+    slot.counters[i].store(0, std::memory_order_release);  // (F2)
   }
   slot.cursor.store(0, std::memory_order_relaxed);
 }
@@ -185,9 +196,9 @@ void ReleaseEndpoint(const Segment& segment, uint32_t index) {
   if (index >= layout::kMaxEndpoints) return;
   EndpointSlot& slot = segment.endpoints().slots[index];
   DropRole(segment, index, slot.role);
-  // Out of kLive first (seq_cst: a full barrier before the unlock syscall below): checkers
-  // judge kLive slots only, so none sees this one live once its lock is gone (it would
-  // take us for dead and clear us).
+  // Out of kLive first (seq_cst: a full barrier before the unlock syscall below), for two
+  // reasons: checkers judge kLive slots only, so none sees this one live once its lock is
+  // gone (it would take us for dead and clear us); and counter readers see a fold coming.
   slot.state.store(kClaiming, std::memory_order_seq_cst);
   FoldCounters(segment, slot);
   // The lock before kFree: the next claimer of this slot must find its byte free.
@@ -288,19 +299,44 @@ bool TakeEndpointDeath(const Segment& segment, uint32_t index, EndpointDeath* ou
 uint64_t SumEndpointCounter(const Segment& segment, layout::EndpointCounter counter,
                             layout::EndpointRole side) {
   const auto& totals = segment.header_page().totals;
+  const auto& slots = segment.endpoints().slots;
   const bool want_producers = side != layout::EndpointRole::kConsumer;
   const bool want_consumers = side != layout::EndpointRole::kProducer;
+  // A slot's counters move into the totals when it is released or cleared (FoldCounters).
+  // Reading the slots and then the totals may catch that move half-way and count a value
+  // twice or not at all: Prometheus would read the dip as a counter reset. So: read the
+  // slots, then the totals, then the slots' states again, and retry while a slot was
+  // between states (kClaiming, kDead: a fold may be under way) or changed state. A slot
+  // left in such a state by a process that died mid-claim or mid-release would make every
+  // read retry: after kAttempts the last sum is returned as it is.
+  constexpr int kAttempts = 64;
   uint64_t sum = 0;
-  if (want_producers) sum += totals.producer[counter].load(std::memory_order_relaxed);
-  if (want_consumers) sum += totals.consumer[counter].load(std::memory_order_relaxed);
-  for (const EndpointSlot& slot : segment.endpoints().slots) {
-    if (slot.state.load(std::memory_order_acquire) != kLive) continue;
-    const bool producer = IsProducerSide(slot.role);
-    if (producer ? want_producers : want_consumers) {
-      sum += slot.counters[counter].load(std::memory_order_relaxed);
+  for (int attempt = 1;; ++attempt) {
+    uint32_t states[layout::kMaxEndpoints];
+    uint32_t incarnations[layout::kMaxEndpoints];
+    bool moving = false;
+    sum = 0;
+    for (uint32_t i = 0; i < layout::kMaxEndpoints; ++i) {
+      const EndpointSlot& slot = slots[i];
+      states[i] = slot.state.load(std::memory_order_acquire);
+      incarnations[i] = slot.incarnation.load(std::memory_order_relaxed);
+      if (states[i] == kClaiming || states[i] == kDeadState) moving = true;
+      if (states[i] != kLive) continue;
+      const bool producer = IsProducerSide(slot.role.load(std::memory_order_relaxed));
+      if (producer ? want_producers : want_consumers) {
+        sum += slot.counters[counter].load(std::memory_order_acquire);  // (S1), with (F2)
+      }
     }
+    // (S2), with (F1): acquire, so the states below are read after the totals.
+    if (want_producers) sum += totals.producer[counter].load(std::memory_order_acquire);
+    if (want_consumers) sum += totals.consumer[counter].load(std::memory_order_acquire);
+    for (uint32_t i = 0; i < layout::kMaxEndpoints && !moving; ++i) {
+      moving = slots[i].state.load(std::memory_order_relaxed) != states[i] ||
+               slots[i].incarnation.load(std::memory_order_relaxed) != incarnations[i];
+    }
+    if (!moving || attempt == kAttempts) return sum;
+    std::this_thread::yield();  // the folder may need the core
   }
-  return sum;
 }
 
 PeerWatch::PeerWatch(const Segment* segment, layout::EndpointRole role)

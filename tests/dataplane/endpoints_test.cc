@@ -1,5 +1,6 @@
 // The endpoint table in one process: the liveness lock that tells across pid namespaces,
-// and the trace a cleared dead endpoint leaves for the daemon. Another pid namespace is simulated by rewriting a slot's pid_namespace, and
+// the trace a cleared dead endpoint leaves for the daemon, and counter sums that never go
+// backwards. Another pid namespace is simulated by rewriting a slot's pid_namespace, and
 // a process death by closing the open file description its endpoint locked through
 // (destroying its Segment without detaching): the kernel drops the lock either way.
 // pid_namespace_test does the same with real namespaces and kill -9.
@@ -9,7 +10,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <memory>
+#include <thread>
+#include <vector>
 
 #include "common/test_dir.h"
 #include "shmd/dataplane/block_pool.h"
@@ -201,6 +205,68 @@ TEST_F(EndpointsTest, ALockThatCannotBeTakenOnlyLeavesTheFlagOff) {
   ReleaseEndpoint(*segment_, i);
   EXPECT_TRUE(LockHeld(0)) << "a release never lets go of a lock it did not take";
   close(holder);
+}
+
+// Counters move from a slot into the totals when it is released or cleared; a reader that
+// overlaps the move must count them once, never twice or not at all (Prometheus would
+// take the dip for a counter reset).
+TEST_F(EndpointsTest, CounterSumsNeverGoBackwardsWhileEndpointsComeAndGo) {
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> added{0};
+  // Counts n, one at a time, a few microseconds apart: a reader mostly finds the slot
+  // holding counts (a slot folded while still at 0 could not show a dip).
+  auto count = [&](const Segment& s, uint32_t i, uint64_t n) {
+    auto& c = s.endpoints().slots[i].counters[layout::kCounterMessages];
+    for (uint64_t k = 0; k < n; ++k) {
+      c.store(c.load() + 1, std::memory_order_relaxed);
+      added.fetch_add(1);
+      const auto until = Clock::now() + std::chrono::microseconds(2);
+      while (Clock::now() < until) {
+      }
+    }
+  };
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 2; ++t) {
+    writers.emplace_back([&] {  // attach, count, detach
+      while (!stop.load()) {
+        const uint32_t i = Claim(*segment_);
+        if (i == layout::kMaxEndpoints) return;
+        count(*segment_, i, 3);
+        ReleaseEndpoint(*segment_, i);
+      }
+    });
+  }
+  writers.emplace_back([&] {  // attach, count, die, get cleared
+    while (!stop.load()) {
+      auto owner = OpenAgain();
+      const uint32_t i = Claim(*owner);
+      if (i == layout::kMaxEndpoints) return;
+      count(*owner, i, 5);
+      PretendOtherNamespace(i);
+      owner.reset();
+      ClearIfDead(*segment_, i);
+    }
+  });
+  // Two readers, each checking its own sequence: more chances to overlap a fold.
+  std::atomic<uint64_t> reads{0}, backwards{0};
+  auto read = [&] {
+    uint64_t last = 0;
+    const auto until = Clock::now() + std::chrono::milliseconds(1500);
+    while (Clock::now() < until) {
+      const uint64_t sum = SumEndpointCounter(*segment_, layout::kCounterMessages);
+      if (sum < last) backwards.fetch_add(1);
+      last = std::max(last, sum);
+      reads.fetch_add(1);
+    }
+  };
+  std::thread reader(read);
+  read();
+  reader.join();
+  stop.store(true);
+  for (auto& w : writers) w.join();
+  EXPECT_EQ(backwards.load(), 0u) << "of " << reads.load() << " reads";
+  EXPECT_GT(reads.load(), 1000u);
+  EXPECT_EQ(SumEndpointCounter(*segment_, layout::kCounterMessages), added.load());
 }
 
 }  // namespace

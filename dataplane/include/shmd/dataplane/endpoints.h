@@ -74,7 +74,11 @@ uint32_t ClearDeadEndpoints(const Segment& segment);
 
 // Adds a counter over the object's totals and its live endpoints (for metrics): those of
 // producers (and pool users) for kProducer, of consumers and subscribers for kConsumer,
-// of everyone for kNone.
+// of everyone for kNone. Monotonic across calls, even while endpoints detach or are
+// cleared (their counters move into the totals): a read that overlaps such a move is
+// retried, so Prometheus never sees a counter reset that did not happen. (A slot left
+// half-way by a process that died mid-claim or mid-detach makes it give up retrying
+// after a bounded number of tries.)
 uint64_t SumEndpointCounter(const Segment& segment, layout::EndpointCounter counter,
                             layout::EndpointRole side = layout::EndpointRole::kNone);
 

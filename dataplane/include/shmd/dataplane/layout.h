@@ -159,8 +159,9 @@ enum class EndpointState : uint32_t {
   kClaiming = 1,  // its process is filling the slot in, or (detaching) emptying it
   kLive = 2,
   kDead = 3,  // its process died; someone is reclaiming what it held
-  // A slot goes kLive -> kClaiming -> kFree when its owner detaches: kClaiming keeps
-  // checkers from judging the slot while its liveness lock is let go (endpoints.cc).
+  // A slot goes kLive -> kClaiming -> kFree when its owner detaches: kClaiming marks the
+  // counters as being folded into ObjectTotals (as kDead does) and keeps checkers from
+  // judging the slot while its liveness lock is let go (endpoints.cc).
 };
 
 enum class EndpointRole : uint32_t {
