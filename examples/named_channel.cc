@@ -36,10 +36,11 @@ using Clock = std::chrono::steady_clock;
 struct Options {
   std::string command;  // "send" or "receive"
   std::string name;
-  std::string listen;          // "" = shmd::DefaultTarget() ($SHMD_LISTEN)
-  uint64_t messages = 0;       // send: how many (default 1,000,000); receive: 0 = until the sender leaves
-  uint32_t size = 256;         // send: bytes per message, 8 (the sequence number) to 65536
-  uint32_t mode = 0;           // 0 = the daemon's default (0600)
+  std::string listen;  // "" = shmd::DefaultTarget() ($SHMD_LISTEN)
+  uint64_t messages =
+      0;                // send: how many (default 1,000,000); receive: 0 = until the sender leaves
+  uint32_t size = 256;  // send: bytes per message, 8 (the sequence number) to 65536
+  uint32_t mode = 0;    // 0 = the daemon's default (0600)
   std::chrono::seconds timeout{30};
 };
 
@@ -80,7 +81,8 @@ int Send(const Options& o) {
   spec.set_capacity_bytes(1 << 20);
   spec.set_mode(o.mode);
   Must(client.CreateRing(o.name, spec), "creating ring " + o.name);
-  auto producer = Must(client.Open<shmd::SpscProducer>(o.name), "becoming the producer of " + o.name);
+  auto producer =
+      Must(client.Open<shmd::SpscProducer>(o.name), "becoming the producer of " + o.name);
   std::printf("sender: producer of rings/%s at %s\n", o.name.c_str(), client.target().c_str());
   std::fflush(stdout);
 
@@ -93,9 +95,10 @@ int Send(const Options& o) {
     for (uint32_t i = 8; i < o.size; ++i) message[i] = std::byte{PatternByte(seq, i)};
     const shmd::Status s = producer->SendFor(message, o.timeout);
     if (s != shmd::Status::kOk) {
-      return Failed("sending message " + std::to_string(seq) + " of " + std::to_string(count) + ": " +
-           shmd::StatusName(s) +
-           (s == shmd::Status::kTimeout ? " (the ring stayed full: is a receiver reading?)" : ""));
+      return Failed(
+          "sending message " + std::to_string(seq) + " of " + std::to_string(count) + ": " +
+          shmd::StatusName(s) +
+          (s == shmd::Status::kTimeout ? " (the ring stayed full: is a receiver reading?)" : ""));
     }
   }
   const double secs = Seconds(Clock::now() - start);
@@ -117,7 +120,8 @@ int Receive(const Options& o) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  auto consumer = Must(client.Open<shmd::SpscConsumer>(o.name), "becoming the consumer of " + o.name);
+  auto consumer =
+      Must(client.Open<shmd::SpscConsumer>(o.name), "becoming the consumer of " + o.name);
   std::printf("receiver: consumer of rings/%s at %s\n", o.name.c_str(), client.target().c_str());
   std::fflush(stdout);
 
@@ -130,11 +134,11 @@ int Receive(const Options& o) {
     if (s == shmd::Status::kPeerGone && received > 0) break;  // the sender left; all read
     if (s != shmd::Status::kOk) {
       return Failed("after " + std::to_string(received) + " messages: " + shmd::StatusName(s) +
-           (s == shmd::Status::kTimeout ? " (nothing came: is a sender running?)" : ""));
+                    (s == shmd::Status::kTimeout ? " (nothing came: is a sender running?)" : ""));
     }
     if (m.size < 8) {
       return Failed("message " + std::to_string(received) + " has " + std::to_string(m.size) +
-           " bytes, too few for a sequence number: is the sender named_channel?");
+                    " bytes, too few for a sequence number: is the sender named_channel?");
     }
     uint64_t seq;
     std::memcpy(&seq, m.data, sizeof seq);
@@ -147,7 +151,8 @@ int Receive(const Options& o) {
     }
     for (uint32_t i = 8; i < m.size; ++i) {
       if (static_cast<uint8_t>(m.data[i]) != PatternByte(seq, i)) {
-        return Failed("message " + std::to_string(seq) + ": byte " + std::to_string(i) + " is wrong");
+        return Failed("message " + std::to_string(seq) + ": byte " + std::to_string(i) +
+                      " is wrong");
       }
     }
     consumer->Release();
@@ -156,14 +161,16 @@ int Receive(const Options& o) {
     bytes += m.size;
   }
   const double secs = Seconds(Clock::now() - start);
-  std::printf("receiver: received %llu messages (%llu to %llu) in order, every byte checked, "
-              "%.1f MB in %.2f s\n",
-              static_cast<unsigned long long>(received), static_cast<unsigned long long>(first),
-              static_cast<unsigned long long>(next - 1), bytes / 1e6, secs);
+  std::printf(
+      "receiver: received %llu messages (%llu to %llu) in order, every byte checked, "
+      "%.1f MB in %.2f s\n",
+      static_cast<unsigned long long>(received), static_cast<unsigned long long>(first),
+      static_cast<unsigned long long>(next - 1), bytes / 1e6, secs);
   return 0;
 }
 
-uint64_t ParseNumber(const std::string& flag, const char* text, int base, uint64_t min, uint64_t max) {
+uint64_t ParseNumber(const std::string& flag, const char* text, int base, uint64_t min,
+                     uint64_t max) {
   char* end = nullptr;
   errno = 0;
   const unsigned long long v = std::strtoull(text, &end, base);

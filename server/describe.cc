@@ -38,11 +38,13 @@ void DescribeInfo(const ObjectFacts& facts, v1::ObjectInfo* info) {
   const layout::EndpointTable& table = s.endpoints();
   for (uint32_t i = 0; i < layout::kMaxEndpoints; ++i) {
     const layout::EndpointSlot& slot = table.slots[i];
-    const auto state = static_cast<layout::EndpointState>(slot.state.load(std::memory_order_acquire));
+    const auto state =
+        static_cast<layout::EndpointState>(slot.state.load(std::memory_order_acquire));
     if (state != layout::EndpointState::kLive && state != layout::EndpointState::kDead) continue;
     v1::Endpoint* e = info->add_endpoints();
     e->set_slot(i);
-    e->set_role(RoleOf(static_cast<layout::EndpointRole>(slot.role.load(std::memory_order_relaxed))));
+    e->set_role(
+        RoleOf(static_cast<layout::EndpointRole>(slot.role.load(std::memory_order_relaxed))));
     e->set_pid(slot.pid.load(std::memory_order_relaxed));
     e->set_uid(slot.uid.load(std::memory_order_relaxed));
     e->set_state(state == layout::EndpointState::kDead ? v1::ENDPOINT_STATE_DEAD : StateOf(s, i));

@@ -281,14 +281,14 @@ Result<Registry::Record*> Registry::Find(const api::ObjectName& name) {
                        " is not a usable shmd object: " + b->second);
     }
     return Error(ErrorCode::kNotFound, "no " + What(name.collection, name.id) + " in " +
-                                           options_.dir.path + " (namespace '" +
-                                           options_.dir.ns + "'); list them with 'shmdctl list'");
+                                           options_.dir.path + " (namespace '" + options_.dir.ns +
+                                           "'); list them with 'shmdctl list'");
   }
   Record& record = *found;
   if (!InCollection(record.segment->kind(), name.collection)) {
-    return Error(ErrorCode::kNotFound,
-                 "no " + What(name.collection, name.id) + ": '" + name.id + "' is " +
-                     KindWithArticle(record.segment->kind()) + " (" + record.name.Full() + ")");
+    return Error(ErrorCode::kNotFound, "no " + What(name.collection, name.id) + ": '" + name.id +
+                                           "' is " + KindWithArticle(record.segment->kind()) +
+                                           " (" + record.name.Full() + ")");
   }
   return &record;
 }
@@ -382,15 +382,14 @@ Result<Resource> Registry::Create(const Caller& caller, std::string_view collect
     if (!InCollection(record.segment->kind(), collection) ||
         !SameSpec(*spec, *record.segment, record.ownership.mode, &difference)) {
       if (difference.empty()) difference = "it is " + KindWithArticle(record.segment->kind());
-      return Error(ErrorCode::kAlreadyExists,
-                   "'" + id + "' already exists and " + difference +
-                       "; delete it first, or pick another id");
+      return Error(ErrorCode::kAlreadyExists, "'" + id + "' already exists and " + difference +
+                                                  "; delete it first, or pick another id");
     }
     if (auto r = CheckAccess(caller, record.ownership, Access::kAttach, what, options_.admin_uid);
         !r.ok()) {
-      return Error(ErrorCode::kAlreadyExists,
-                   "'" + id + "' already exists and belongs to uid " +
-                       std::to_string(record.ownership.owner_uid) + "; pick another id");
+      return Error(ErrorCode::kAlreadyExists, "'" + id + "' already exists and belongs to uid " +
+                                                  std::to_string(record.ownership.owner_uid) +
+                                                  "; pick another id");
     }
     Resource out;
     Describe(record, &out);
@@ -495,7 +494,8 @@ Result<Response> Registry::List(const Caller& caller, std::string_view collectio
   for (; it != objects_.end(); ++it) {
     const Record& record = it->second;
     if (!InCollection(record.segment->kind(), collection)) continue;
-    if (!CheckAccess(caller, record.ownership, Access::kRead, "", options_.admin_uid).ok()) continue;
+    if (!CheckAccess(caller, record.ownership, Access::kRead, "", options_.admin_uid).ok())
+      continue;
     if (count == page_size) {
       out.set_next_page_token(EncodeToken(last));
       break;
@@ -694,8 +694,8 @@ Result<v1::Lease> Registry::Attach(const Caller& caller, const v1::AttachRequest
       if (lease.object_id == parsed->id && lease.lease.role() == request.role() &&
           lease.lease.pid() != caller.pid) {
         return Error(ErrorCode::kFailedPrecondition,
-                     what + " is already leased as " + v1::Role_Name(request.role()) +
-                         " to pid " + std::to_string(lease.lease.pid()) + " (" + lease_name +
+                     what + " is already leased as " + v1::Role_Name(request.role()) + " to pid " +
+                         std::to_string(lease.lease.pid()) + " (" + lease_name +
                          "), and it takes one at a time; that lease must end first");
       }
     }
@@ -749,9 +749,9 @@ VoidResult Registry::Detach(const Caller& caller, const v1::DetachRequest& reque
   }
   const v1::Lease& lease = it->second.lease;
   if (caller.uid != lease.uid() && caller.uid != 0 && caller.uid != options_.admin_uid) {
-    return Error(ErrorCode::kPermissionDenied,
-                 "lease '" + request.name() + "' belongs to uid " + std::to_string(lease.uid()) +
-                     "; " + caller.Describe() + " may not give it back");
+    return Error(ErrorCode::kPermissionDenied, "lease '" + request.name() + "' belongs to uid " +
+                                                   std::to_string(lease.uid()) + "; " +
+                                                   caller.Describe() + " may not give it back");
   }
   v1::Event e = MakeEvent(v1::Event::TYPE_ENDPOINT_DETACHED, lease.object());
   e.set_lease(lease.name());
@@ -866,7 +866,8 @@ void Registry::WatchAttached(Record& record) {
   uint32_t cleared_here = 0;  // bit i: this sweep cleared slot i
   for (uint32_t i = 0; i < layout::kMaxEndpoints; ++i) {
     const layout::EndpointSlot& slot = s.endpoints().slots[i];
-    const auto state = static_cast<layout::EndpointState>(slot.state.load(std::memory_order_acquire));
+    const auto state =
+        static_cast<layout::EndpointState>(slot.state.load(std::memory_order_acquire));
     const bool same_namespace = slot.pid_namespace.load() == own_namespace;
     if (!same_namespace) {
       // Judged by its lock; the death (and the lease to end) is taken below, from the
@@ -975,7 +976,8 @@ std::vector<v1::Event> Registry::ExistingObjects(const Caller& caller) {
   SyncWithDirectory(nullptr);
   std::vector<v1::Event> out;
   for (const auto& [id, record] : objects_) {
-    if (!CheckAccess(caller, record.ownership, Access::kRead, "", options_.admin_uid).ok()) continue;
+    if (!CheckAccess(caller, record.ownership, Access::kRead, "", options_.admin_uid).ok())
+      continue;
     v1::Event e = MakeEvent(v1::Event::TYPE_OBJECT_ADOPTED, record.name.Full());
     e.set_uid(record.ownership.owner_uid);
     *e.mutable_time() = Now();  // sequence stays 0: a snapshot, not an event that happened

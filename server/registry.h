@@ -13,8 +13,8 @@
 
 #include <atomic>
 #include <chrono>
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -61,12 +61,14 @@ class Registry {
 
   Result<v1::Ring> CreateRing(const Caller& caller, const v1::CreateRingRequest& request);
   Result<v1::Ring> GetRing(const Caller& caller, const v1::GetRingRequest& request);
-  Result<v1::ListRingsResponse> ListRings(const Caller& caller, const v1::ListRingsRequest& request);
+  Result<v1::ListRingsResponse> ListRings(const Caller& caller,
+                                          const v1::ListRingsRequest& request);
   VoidResult DeleteRing(const Caller& caller, const v1::DeleteRingRequest& request);
 
   Result<v1::Pool> CreatePool(const Caller& caller, const v1::CreatePoolRequest& request);
   Result<v1::Pool> GetPool(const Caller& caller, const v1::GetPoolRequest& request);
-  Result<v1::ListPoolsResponse> ListPools(const Caller& caller, const v1::ListPoolsRequest& request);
+  Result<v1::ListPoolsResponse> ListPools(const Caller& caller,
+                                          const v1::ListPoolsRequest& request);
   VoidResult DeletePool(const Caller& caller, const v1::DeletePoolRequest& request);
 
   Result<v1::Region> CreateRegion(const Caller& caller, const v1::CreateRegionRequest& request);
@@ -127,7 +129,7 @@ class Registry {
 
   // Requires mu_.
   Result<Record*> Find(const api::ObjectName& name);  // syncs with the directory on a miss
-  Record* Known(const std::string& id);                // what the registry knows, no sync
+  Record* Known(const std::string& id);               // what the registry knows, no sync
   void NoteOwnChange(uint64_t mtime_before);
   Result<Record*> AdoptFile(const std::string& id, uint64_t inode);
   void SyncWithDirectory(std::string* report, bool force = false);
@@ -157,7 +159,7 @@ class Registry {
   std::map<std::string, Record> objects_;      // by id (ids are unique across kinds)
   std::map<std::string, std::string> broken_;  // id -> why it could not be adopted
   std::map<std::string, LeaseRecord> leases_;  // by lease name
-  uint64_t dir_mtime_ns_ = 0;  // of the directory when last read whole
+  uint64_t dir_mtime_ns_ = 0;                  // of the directory when last read whole
   uint64_t sweeps_ = 0;
   std::atomic<uint64_t> endpoints_died_{0};  // cleared because their process died
 };

@@ -13,9 +13,9 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 
+#include "health.grpc.pb.h"  // grpc.health.v1, generated in api/
 #include "shmd/api/names.h"
 #include "shmd/dataplane/segment.h"
-#include "health.grpc.pb.h"  // grpc.health.v1, generated in api/
 
 namespace shmd {
 namespace {
@@ -182,9 +182,9 @@ Result<Client> Client::Connect(const ClientOptions& options) {
   // No socket file: say so now rather than after the whole deadline.
   if (target.rfind("unix://", 0) == 0 && access(target.c_str() + 7, F_OK) != 0) {
     return Error(ErrorCode::kUnavailable,
-                 "no shmd answers at " + target + ": there is no socket at " +
-                     target.substr(7) + "; is the daemon running? Start it with 'shmd --listen " +
-                     target + "', or point SHMD_LISTEN at it");
+                 "no shmd answers at " + target + ": there is no socket at " + target.substr(7) +
+                     "; is the daemon running? Start it with 'shmd --listen " + target +
+                     "', or point SHMD_LISTEN at it");
   }
   // A connection of its own: gRPC would otherwise share one among every Client of the
   // process, and the daemon names callers by connection.
@@ -206,10 +206,10 @@ void Client::Prepare(grpc::ClientContext* context) const {
 }
 
 #define SHMD_CALL(Response, Method, request)                                              \
-  grpc::ClientContext context;                                                             \
-  Prepare(&context);                                                                       \
+  grpc::ClientContext context;                                                            \
+  Prepare(&context);                                                                      \
   return Invoke<Response>(target_, &context, [&](grpc::ClientContext* c, Response* out) { \
-    return stub_->Method(c, request, out);                                                 \
+    return stub_->Method(c, request, out);                                                \
   })
 
 Result<v1::Ring> Client::CreateRing(std::string_view id, const v1::Ring& spec,

@@ -18,8 +18,7 @@ bool IsCollection(std::string_view s) {
 
 Error BadName(std::string_view name, std::string_view want) {
   return Error(ErrorCode::kInvalidArgument,
-               "'" + std::string(name) + "' is not a resource name: expected " +
-                   std::string(want));
+               "'" + std::string(name) + "' is not a resource name: expected " + std::string(want));
 }
 
 }  // namespace
@@ -36,9 +35,9 @@ const char* CollectionOf(layout::ObjectKind kind) {
 }
 
 Result<ObjectName> ParseObjectName(std::string_view name, std::string_view collection) {
-  const std::string want =
-      collection.empty() ? std::string("'rings/<id>', 'pools/<id>' or 'regions/<id>'")
-                         : "'" + std::string(collection) + "/<id>' (or the bare id)";
+  const std::string want = collection.empty()
+                               ? std::string("'rings/<id>', 'pools/<id>' or 'regions/<id>'")
+                               : "'" + std::string(collection) + "/<id>' (or the bare id)";
   ObjectName out;
   const size_t slash = name.find('/');
   if (slash == std::string_view::npos) {
@@ -52,8 +51,7 @@ Result<ObjectName> ParseObjectName(std::string_view name, std::string_view colle
     if (!collection.empty() && out.collection != collection) {
       return Error(ErrorCode::kInvalidArgument,
                    "'" + std::string(name) + "' names one of the " + out.collection +
-                       ", but this call takes one of the " + std::string(collection) + ": " +
-                       want);
+                       ", but this call takes one of the " + std::string(collection) + ": " + want);
     }
   }
   if (auto r = ValidateName(out.id, "id"); !r.ok()) {

@@ -33,7 +33,6 @@ std::string JsonNumber(const std::optional<double>& us) {
   return text;
 }
 
-
 }  // namespace
 
 Record Summarize(std::string operation, std::vector<int64_t> samples_ns) {

@@ -25,7 +25,6 @@ std::string JsonNumber(const std::optional<double>& value, const char* format = 
 
 std::string JsonRate(double per_s) { return JsonNumber(per_s, "%.0f"); }
 
-
 std::string Millions(double per_s) {
   char text[32];
   std::snprintf(text, sizeof(text), "%.2f", per_s / 1e6);

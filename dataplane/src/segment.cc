@@ -357,8 +357,8 @@ Result<Segment> Segment::Create(const ShmDir& dir, std::string_view name, Object
       fchown(fd, uid, gid) != 0) {
     return fail(Error(ErrorCode::kPermissionDenied,
                       "cannot give " + path + " to uid " + std::to_string(options.file_uid) +
-                          " gid " + std::to_string(options.file_gid) + ": " +
-                          ErrnoText(errno) + " (that needs CAP_CHOWN)"));
+                          " gid " + std::to_string(options.file_gid) + ": " + ErrnoText(errno) +
+                          " (that needs CAP_CHOWN)"));
   }
   // fchown clears the set-id bits, not the rw bits: the mode set above stands.
   // Reserve every page now: on tmpfs ftruncate alone reserves nothing, and a full
@@ -389,9 +389,8 @@ Result<Segment> Segment::Create(const ShmDir& dir, std::string_view name, Object
                                 std::chrono::system_clock::now().time_since_epoch())
                                 .count());
   page.header.generation.store(1, std::memory_order_relaxed);
-  page.header.creator_uid = options.owner_uid == kSameAsProcess
-                                ? static_cast<uint32_t>(geteuid())
-                                : options.owner_uid;
+  page.header.creator_uid =
+      options.owner_uid == kSameAsProcess ? static_cast<uint32_t>(geteuid()) : options.owner_uid;
   page.header.creator_pid = static_cast<uint32_t>(getpid());
   page.header.max_endpoints = layout::kMaxEndpoints;
   page.params = params;

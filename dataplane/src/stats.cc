@@ -20,8 +20,8 @@ EndpointCensus Census(const Segment& segment, bool check_processes) {
     const layout::EndpointSlot& slot = segment.endpoints().slots[i];
     const uint32_t state = slot.state.load(std::memory_order_acquire);
     if (state == static_cast<uint32_t>(layout::EndpointState::kDead) ||
-        (state == static_cast<uint32_t>(layout::EndpointState::kLive) &&
-         check_processes && EndpointLiveness(segment, i) == Liveness::kDead)) {
+        (state == static_cast<uint32_t>(layout::EndpointState::kLive) && check_processes &&
+         EndpointLiveness(segment, i) == Liveness::kDead)) {
       ++census.dead;
       continue;
     }

@@ -43,11 +43,12 @@ class Daemon {
   bool Start(std::string* why = nullptr) {
     // Metrics on a free port (unless the test says otherwise): never a clash with a daemon
     // already serving 9478 on this host.
-    std::vector<std::string> args = {SHMD_DAEMON, "--listen", target(), "--shm-dir", dir_,
-                                     "--namespace", "it", "--metrics-address", "127.0.0.1:0"};
+    std::vector<std::string> args = {SHMD_DAEMON,  "--listen",    target(), "--shm-dir",
+                                     dir_,         "--namespace", "it",     "--metrics-address",
+                                     "127.0.0.1:0"};
     args.insert(args.end(), extra_.begin(), extra_.end());
-    process_ = std::make_unique<PeerProcess>(
-        args, SpawnOptions{.new_pid_namespace = own_pid_namespace_});
+    process_ =
+        std::make_unique<PeerProcess>(args, SpawnOptions{.new_pid_namespace = own_pid_namespace_});
     if (process_->spawn_error() != 0) {
       if (why) *why = "cannot start shmd: " + std::string(std::strerror(process_->spawn_error()));
       return false;

@@ -38,8 +38,8 @@ class PeerProcess {
     argv.push_back(nullptr);
     // clone with no new stack returns twice, as fork does.
     pid_ = options.new_pid_namespace
-               ? static_cast<pid_t>(syscall(SYS_clone, CLONE_NEWPID | SIGCHLD, nullptr, nullptr,
-                                            nullptr, nullptr))
+               ? static_cast<pid_t>(
+                     syscall(SYS_clone, CLONE_NEWPID | SIGCHLD, nullptr, nullptr, nullptr, nullptr))
                : fork();
     if (pid_ == 0) {
       dup2(fds[1], STDOUT_FILENO);

@@ -45,9 +45,7 @@ class EndpointsTest : public ::testing::Test {
   }
 
   // As if the slot's owner lived in another pid namespace: its pid means nothing here.
-  void PretendOtherNamespace(uint32_t i) {
-    Slot(i).pid_namespace.store(OwnPidNamespace() + 1);
-  }
+  void PretendOtherNamespace(uint32_t i) { Slot(i).pid_namespace.store(OwnPidNamespace() + 1); }
 
   uint32_t Claim(const Segment& s) {
     Result<uint32_t> slot = ClaimEndpoint(s, EndpointRole::kProducer, /*exclusive=*/false);
@@ -106,8 +104,8 @@ TEST_F(EndpointsTest, AnotherNamespacesEndpointWhoseLockIsGoneIsDeadAndCleared) 
   Block block;
   {
     // It holds a block, which must come back.
-    layout::BlockMeta* meta = reinterpret_cast<layout::BlockMeta*>(
-        segment_->base() + segment_->params().meta_offset);
+    layout::BlockMeta* meta =
+        reinterpret_cast<layout::BlockMeta*>(segment_->base() + segment_->params().meta_offset);
     auto pool = BlockPool::Attach(std::shared_ptr<Segment>(OpenAgain()), {});
     ASSERT_TRUE(pool.ok());
     ASSERT_EQ(pool->TryAllocate(&block), Status::kOk);

@@ -33,11 +33,11 @@ std::unique_ptr<PeerProcess> StartInOwnPidNamespace(const TestDir& dir,
   return std::make_unique<PeerProcess>(args, testing::SpawnOptions{.new_pid_namespace = true});
 }
 
-#define SKIP_WITHOUT_PID_NAMESPACES(peer)                                                   \
-  if ((peer)->spawn_error() != 0) {                                                         \
+#define SKIP_WITHOUT_PID_NAMESPACES(peer)                                                  \
+  if ((peer)->spawn_error() != 0) {                                                        \
     GTEST_SKIP() << "cannot start a process in a new pid namespace (clone(CLONE_NEWPID): " \
                  << std::strerror((peer)->spawn_error())                                   \
-                 << "); these tests need CAP_SYS_ADMIN, e.g. root";                         \
+                 << "); these tests need CAP_SYS_ADMIN, e.g. root";                        \
   }
 
 // The live slot of `role`, or kMaxEndpoints.

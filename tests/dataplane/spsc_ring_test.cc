@@ -35,6 +35,13 @@ class SpscRingTest : public ::testing::Test {
     consumer_.emplace(std::move(c).value());
   }
   layout::SpscControl& control() { return segment_->control<layout::SpscControl>(); }
+  // A new consumer in place of the one Make attached (which detaches first).
+  void ReattachConsumer() {
+    consumer_.reset();
+    auto c = SpscConsumer::Open(dir_, "ring");
+    ASSERT_TRUE(c.ok()) << c.error().message();
+    consumer_.emplace(std::move(c).value());
+  }
 
   TestDir dir_;
   std::shared_ptr<Segment> segment_;
@@ -355,14 +362,12 @@ TEST_F(SpscRingTest, ConsumerAttachedAfterTheProducerLeftDrainsThenPeerGone) {
   Make(4096);
   ASSERT_EQ(producer_->TrySend(Bytes("left behind")), Status::kOk);
   producer_.reset();
-  consumer_.reset();
-  auto c = SpscConsumer::Open(dir_, "ring");
-  ASSERT_TRUE(c.ok()) << c.error().message();
+  ASSERT_NO_FATAL_FAILURE(ReattachConsumer());
   std::vector<std::byte> buffer(64);
   size_t size = 0;
-  ASSERT_EQ(c->ReceiveFor(buffer, &size, 10s), Status::kOk);
+  ASSERT_EQ(consumer_->ReceiveFor(buffer, &size, 10s), Status::kOk);
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(buffer.data()), size), "left behind");
-  EXPECT_EQ(c->ReceiveFor(buffer, &size, 10s), Status::kPeerGone);
+  EXPECT_EQ(consumer_->ReceiveFor(buffer, &size, 10s), Status::kPeerGone);
 }
 
 // A consumer that has read nothing waits for a first producer: no producer yet is not the
@@ -370,16 +375,14 @@ TEST_F(SpscRingTest, ConsumerAttachedAfterTheProducerLeftDrainsThenPeerGone) {
 TEST_F(SpscRingTest, ConsumerThatReadNothingWaitsForAFirstProducer) {
   Make(4096);
   producer_.reset();
-  consumer_.reset();
-  auto c = SpscConsumer::Open(dir_, "ring");
-  ASSERT_TRUE(c.ok()) << c.error().message();
+  ASSERT_NO_FATAL_FAILURE(ReattachConsumer());
   std::vector<std::byte> buffer(64);
   size_t size = 0;
-  EXPECT_EQ(c->ReceiveFor(buffer, &size, 50ms), Status::kTimeout);
+  EXPECT_EQ(consumer_->ReceiveFor(buffer, &size, 50ms), Status::kTimeout);
   auto p = SpscProducer::Open(dir_, "ring");
   ASSERT_TRUE(p.ok()) << p.error().message();
   ASSERT_EQ(p->TrySend(Bytes("first")), Status::kOk);
-  EXPECT_EQ(c->ReceiveFor(buffer, &size, 10s), Status::kOk);
+  EXPECT_EQ(consumer_->ReceiveFor(buffer, &size, 10s), Status::kOk);
 }
 
 TEST_F(SpscRingTest, DeleteWakesABlockedReceiverWithClosed) {

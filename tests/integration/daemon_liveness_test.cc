@@ -157,8 +157,8 @@ TEST(DaemonLivenessTest, KillingTheDaemonMidStreamLosesNothing) {
 
   daemon.Kill9();  // mid-stream: the data path never needed it
 
-  EXPECT_EQ(consumer.WaitForLine("done", std::chrono::seconds(60)).rfind("done " +
-                                                                         std::to_string(count), 0),
+  EXPECT_EQ(consumer.WaitForLine("done", std::chrono::seconds(60))
+                .rfind("done " + std::to_string(count), 0),
             0u)
       << consumer.Output();
   const int consumer_status = consumer.Wait(std::chrono::seconds(10));
@@ -218,8 +218,8 @@ class CrossNamespaceTest : public ::testing::Test {
 
   std::unique_ptr<PeerProcess> StartClient(std::vector<std::string> args) {
     args.insert(args.begin(), SHMD_TEST_CLIENT);
-    auto peer = std::make_unique<PeerProcess>(
-        args, testing::SpawnOptions{.new_pid_namespace = true});
+    auto peer =
+        std::make_unique<PeerProcess>(args, testing::SpawnOptions{.new_pid_namespace = true});
     EXPECT_EQ(peer->spawn_error(), 0);
     return peer;
   }
@@ -293,8 +293,8 @@ TEST_F(CrossNamespaceTest, AConsumerClearedByItsProducerStillHasItsLeaseEnded) {
   std::vector<std::byte> message(500);
   while ((*producer)->TrySend(message) == Status::kOk) {
   }
-  const Status sent =
-      shmd::testing::KillWhileBlocked(*consumer, [&] { return (*producer)->SendFor(message, 10s); });
+  const Status sent = shmd::testing::KillWhileBlocked(
+      *consumer, [&] { return (*producer)->SendFor(message, 10s); });
   EXPECT_EQ(sent, Status::kPeerGone) << StatusName(sent);
 
   Result<v1::Event> died = NextDeath(*events);

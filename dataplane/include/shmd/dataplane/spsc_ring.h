@@ -176,9 +176,9 @@ class SpscConsumer {
   uint64_t mask_ = 0;
   uint32_t max_message_ = 0;
   uint32_t slot_ = layout::kMaxEndpoints;
-  uint64_t position_ = 0;  // start of the next record to read
+  uint64_t position_ = 0;           // start of the next record to read
   uint64_t attached_position_ = 0;  // position_ at Attach: has this consumer read anything?
-  uint64_t peeked_ = 0;    // record size of the message handed out by TryPeek (0: none)
+  uint64_t peeked_ = 0;             // record size of the message handed out by TryPeek (0: none)
   uint32_t peeked_len_ = 0;
   uint64_t messages_ = 0;
   uint64_t bytes_ = 0;
