@@ -107,6 +107,17 @@ class Attached {
   Handle* operator->() { return &handle_; }
   const v1::Lease& lease() const { return lease_.lease(); }
 
+  // For an object that keeps several handles (a channel's ring and pool): the handle and
+  // the lease as a shared keep-alive, which the owner must destroy after the handle
+  // (declare it first).
+  struct Parts {
+    Handle handle;
+    std::shared_ptr<void> lease;
+  };
+  Parts Split() && {
+    return Parts{std::move(handle_), std::make_shared<internal::LeaseReturn>(std::move(lease_))};
+  }
+
  private:
   // Declared first, destroyed last: the handle leaves the object before the lease ends.
   internal::LeaseReturn lease_;
