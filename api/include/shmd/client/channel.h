@@ -31,7 +31,10 @@
 // Dead peers: a receiver whose sender has gone gets everything that was published, then
 // kPeerGone; a sender whose receiver has gone gets kPeerGone once the ring is full. Blocks
 // held by a process that died go back to the pool when its endpoint is cleared (by the
-// daemon, or by any attached process that finds it dead).
+// daemon, or by any attached process that finds it dead). Blocks whose records are in the
+// ring belong to the ring: a new receiver reads them. One gap: a sender killed in the few
+// instructions between handing a block off and committing its record leaves that block
+// "in transit" with no record naming it; it is lost until the channel is recreated.
 //
 // Thread safety: a ChannelSender, its loans, a ChannelReceiver and its messages are used
 // by one thread at a time (the sender's thread, the receiver's thread).
