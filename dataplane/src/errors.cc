@@ -64,6 +64,8 @@ const char* StatusName(Status status) {
       return "corrupted";
     case Status::kLapped:
       return "lapped";
+    case Status::kCancelled:
+      return "cancelled";
   }
   return "unknown status";
 }

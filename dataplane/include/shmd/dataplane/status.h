@@ -18,6 +18,7 @@ enum class [[nodiscard]] Status : uint8_t{
     kInvalidArgument,  // e.g. an empty message, or a call out of sequence
     kCorrupted,        // shared memory holds an impossible record; it was not read
     kLapped,           // broadcast: the subscriber was overrun; see its loss counter
+    kCancelled,        // request/response: the caller cancelled the call
 };
 
 const char* StatusName(Status status);
