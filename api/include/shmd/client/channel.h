@@ -204,7 +204,9 @@ class ChannelReceiver {
   // `buffer` is too small.
   Status Receive(std::span<std::byte> buffer, size_t* size, Nanos timeout = Nanos::zero()) noexcept;
 
-  const Segment& ring_segment() const { return ring_.segment(); }
+  // The ring's consumer, e.g. for a WaitSet: WaitSourceOf(receiver.ring()) (wait_set.h)
+  // is readable when a message is waiting, peer_gone when the sender has left.
+  const SpscConsumer& ring() const { return ring_; }
 
  private:
   ChannelReceiver(std::shared_ptr<void> keepalive, SpscConsumer ring,
