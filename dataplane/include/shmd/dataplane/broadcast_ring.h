@@ -167,6 +167,10 @@ class BroadcastSubscriber {
   uint32_t max_message() const { return ring_.max_message; }
   uint64_t slot_count() const { return ring_.capacity; }
   const Segment& segment() const { return *segment_; }
+  // The mapping itself, for whoever must keep it alive past this handle (wait_set.h).
+  const std::shared_ptr<Segment>& shared_segment() const { return segment_; }
+  // The endpoint slot whose `cursor` mirrors cursor() (relaxed, at every advance).
+  uint32_t endpoint_slot() const { return slot_; }
 
  private:
   BroadcastSubscriber(std::shared_ptr<Segment> segment, uint32_t slot, const WaitOptions& wait);

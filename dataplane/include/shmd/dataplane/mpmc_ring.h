@@ -245,6 +245,8 @@ class MpmcConsumer {
   uint32_t max_message() const { return ring_.max_message; }
   uint64_t slot_count() const { return ring_.capacity; }
   const Segment& segment() const { return *segment_; }
+  // The mapping itself, for whoever must keep it alive past this handle (wait_set.h).
+  const std::shared_ptr<Segment>& shared_segment() const { return segment_; }
   // Abandoned slots (see the top of this file) this handle skipped, and recovered itself.
   uint64_t abandoned_skipped() const { return abandoned_skipped_; }
   uint64_t recovered() const { return recovered_; }

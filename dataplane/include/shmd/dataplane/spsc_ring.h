@@ -157,6 +157,8 @@ class SpscConsumer {
 
   uint32_t max_message() const { return max_message_; }
   const Segment& segment() const { return *segment_; }
+  // The mapping itself, for whoever must keep it alive past this handle (wait_set.h).
+  const std::shared_ptr<Segment>& shared_segment() const { return segment_; }
 
  private:
   SpscConsumer(std::shared_ptr<Segment> segment, uint32_t slot, const WaitOptions& wait);
