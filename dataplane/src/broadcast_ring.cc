@@ -1,5 +1,6 @@
 #include "shmd/dataplane/broadcast_ring.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -64,7 +65,14 @@ Result<Segment> CreateBroadcastRing(const ShmDir& dir, std::string_view name,
   // Truncation for absurd sizes is caught by Segment::Create's geometry check, which
   // rejects max_message over 16 MiB before it looks at slot_size.
   params.slot_size = static_cast<uint32_t>(layout::SlotSizeFor(spec.max_message));
-  params.policy = static_cast<uint32_t>(layout::BroadcastPolicy::kLossy);
+  if (spec.policy != layout::BroadcastPolicy::kLossy &&
+      spec.policy != layout::BroadcastPolicy::kLossless) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "broadcast ring \"" + std::string(name) + "\": unknown policy " +
+                     std::to_string(static_cast<uint32_t>(spec.policy)) +
+                     " (kLossy = 0 or kLossless = 1)");
+  }
+  params.policy = static_cast<uint32_t>(spec.policy);
   const uint64_t data_size = uint64_t{spec.slot_count} * layout::SlotSizeFor(spec.max_message);
   // Zero-filled slots read sequence 0: below Done(n) for every n, so "not yet" everywhere.
   return Segment::Create(dir, name, ObjectKind::kBroadcastRing, params, data_size, options);
@@ -72,8 +80,23 @@ Result<Segment> CreateBroadcastRing(const ShmDir& dir, std::string_view name,
 
 // --- producer -------------------------------------------------------------------------
 
-BroadcastProducer::BroadcastProducer(std::shared_ptr<Segment> segment, uint32_t slot)
-    : segment_(std::move(segment)), ring_(segment_.get()), slot_(slot), tag_(slot + 1) {
+// What the mapping says (Segment's geometry check refuses any other value; were one to
+// slip through, lossless is the safe reading: nothing is lost, at worst the producer waits).
+static layout::BroadcastPolicy PolicyOf(const Segment& segment) {
+  return segment.params().policy == static_cast<uint32_t>(layout::BroadcastPolicy::kLossy)
+             ? layout::BroadcastPolicy::kLossy
+             : layout::BroadcastPolicy::kLossless;
+}
+
+BroadcastProducer::BroadcastProducer(std::shared_ptr<Segment> segment, uint32_t slot,
+                                     const WaitOptions& wait)
+    : segment_(std::move(segment)),
+      ring_(segment_.get()),
+      slot_(slot),
+      tag_(slot + 1),
+      policy_(PolicyOf(*segment_)),
+      wait_(wait),
+      spin_(wait.max_spin) {
   // Resume after the last message published. A predecessor that died after finishing
   // message n (sequence 2n + 2) but before counting it in `published` leaves it whole:
   // count it rather than rewrite it, or a subscriber copying the old message n could
@@ -84,19 +107,23 @@ BroadcastProducer::BroadcastProducer(std::shared_ptr<Segment> segment, uint32_t 
     ring_.control->published.store(published_, std::memory_order_release);
   }
   bytes_ = ring_.control->bytes_written.load(std::memory_order_relaxed);
+  // Forces a scan at the first send that could overwrite anything.
+  min_cursor_ = published_ > ring_.capacity ? published_ - ring_.capacity : 0;
 }
 
-Result<BroadcastProducer> BroadcastProducer::Attach(std::shared_ptr<Segment> segment) {
+Result<BroadcastProducer> BroadcastProducer::Attach(std::shared_ptr<Segment> segment,
+                                                    const WaitOptions& wait) {
   if (auto r = CheckAttachable(segment, ObjectKind::kBroadcastRing); !r.ok()) return r.error();
   Result<uint32_t> slot = ClaimEndpoint(*segment, EndpointRole::kProducer, /*exclusive=*/true);
   if (!slot.ok()) return slot.error();
-  return BroadcastProducer(std::move(segment), *slot);
+  return BroadcastProducer(std::move(segment), *slot, wait);
 }
 
-Result<BroadcastProducer> BroadcastProducer::Open(const ShmDir& dir, std::string_view name) {
+Result<BroadcastProducer> BroadcastProducer::Open(const ShmDir& dir, std::string_view name,
+                                                  const WaitOptions& wait) {
   auto segment = OpenShared(dir, name, ObjectKind::kBroadcastRing);
   if (!segment.ok()) return segment.error();
-  return Attach(std::move(segment).value());
+  return Attach(std::move(segment).value(), wait);
 }
 
 BroadcastProducer::BroadcastProducer(BroadcastProducer&& other) noexcept {
@@ -112,6 +139,11 @@ BroadcastProducer& BroadcastProducer::operator=(BroadcastProducer&& other) noexc
     tag_ = other.tag_;
     published_ = other.published_;
     bytes_ = other.bytes_;
+    full_ = other.full_;
+    policy_ = other.policy_;
+    min_cursor_ = other.min_cursor_;
+    wait_ = other.wait_;
+    spin_ = other.spin_;
   }
   return *this;
 }
@@ -125,9 +157,76 @@ void BroadcastProducer::Detach() noexcept {
   segment_.reset();
 }
 
-Status BroadcastProducer::TrySend(std::span<const std::byte> message) noexcept {
+Status BroadcastProducer::Check(std::span<const std::byte> message) const noexcept {
   if (message.empty()) return Status::kInvalidArgument;
   if (message.size() > ring_.max_message) return Status::kTooLarge;
+  return Status::kOk;
+}
+
+void BroadcastProducer::CountFull() noexcept {
+  ++full_;
+  segment_->endpoints().slots[slot_].counters[layout::kCounterFull].store(
+      full_, std::memory_order_relaxed);  // single writer, read by metrics
+}
+
+bool BroadcastProducer::HasRoom() noexcept {
+  const uint64_t n = published_;
+  // Message n overwrites n - capacity: room while every live cursor is past it.
+  if (n < min_cursor_ + ring_.capacity) return true;
+  // (L3): orders the store of `published` (in Write) before the state loads below,
+  // against the joining subscriber's fence between its claim and its `published` load.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  uint64_t min = n;  // nobody subscribed: room for a whole ring from here
+  for (const layout::EndpointSlot& slot : segment_->endpoints().slots) {
+    if (slot.state.load(std::memory_order_acquire) !=
+            static_cast<uint32_t>(layout::EndpointState::kLive) ||
+        slot.role.load(std::memory_order_relaxed) !=
+            static_cast<uint32_t>(EndpointRole::kSubscriber)) {
+      continue;
+    }
+    // (L2): pairs with the subscriber's release store (L1) of its cursor.
+    min = std::min(min, slot.cursor.load(std::memory_order_acquire));
+  }
+  min_cursor_ = min;
+  return n < min + ring_.capacity;
+}
+
+Status BroadcastProducer::TrySend(std::span<const std::byte> message) noexcept {
+  if (Status s = Check(message); s != Status::kOk) return s;
+  if (policy_ == layout::BroadcastPolicy::kLossless && !HasRoom()) {
+    CountFull();
+    return Status::kFull;
+  }
+  Write(message);
+  return Status::kOk;
+}
+
+Status BroadcastProducer::SendFor(std::span<const std::byte> message, Nanos timeout) noexcept {
+  // The clock is read only when the ring is full.
+  Status s = TrySend(message);
+  return s == Status::kFull ? SendUntil(message, Clock::now() + timeout) : s;
+}
+
+// After TrySend found a lossless ring full (and counted that as one full event).
+Status BroadcastProducer::SendUntil(std::span<const std::byte> message,
+                                    Clock::time_point deadline) noexcept {
+  Status s = WaitFor(
+      ring_.control->space_ready, wait_, spin_, deadline,
+      &segment_->endpoints().slots[slot_].counters[layout::kCounterWaits],
+      [&] { return HasRoom(); },
+      [&] {
+        // A dead subscriber's cursor would hold the producer forever: clear it (its slot
+        // leaves kLive, so the next HasRoom skips it). Never "peer gone": a lossless
+        // producer without subscribers simply has room.
+        ClearDeadEndpoints(*segment_);
+        return false;
+      });
+  if (s != Status::kOk) return s;
+  Write(message);
+  return Status::kOk;
+}
+
+void BroadcastProducer::Write(std::span<const std::byte> message) noexcept {
   const auto size = static_cast<uint32_t>(message.size());
   const uint64_t n = published_;
   SlotHeader& h = ring_.HeaderAt(n);
@@ -145,7 +244,6 @@ Status BroadcastProducer::TrySend(std::span<const std::byte> message) noexcept {
   ring_.control->published.store(published_, std::memory_order_release);
   ring_.control->bytes_written.store(bytes_, std::memory_order_relaxed);
   Wake(ring_.control->data_ready);
-  return Status::kOk;
 }
 
 // --- subscriber -----------------------------------------------------------------------
@@ -155,13 +253,16 @@ BroadcastSubscriber::BroadcastSubscriber(std::shared_ptr<Segment> segment, uint3
     : segment_(std::move(segment)),
       ring_(segment_.get()),
       slot_(slot),
+      lossless_(PolicyOf(*segment_) == layout::BroadcastPolicy::kLossless),
       wait_(wait),
       spin_(wait.max_spin),
       producer_(segment_.get(), EndpointRole::kProducer) {
+  // (L3): the claim (slot kLive) before the load of `published`; pairs with the fence in
+  // the producer's HasRoom. Lossy rings do not need it; joining is rare either way.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   // Only what is published from now on.
-  cursor_ = ring_.control->published.load(std::memory_order_acquire);
+  Advance(ring_.control->published.load(std::memory_order_acquire));
   attached_cursor_ = cursor_;
-  segment_->endpoints().slots[slot_].cursor.store(cursor_, std::memory_order_relaxed);
 }
 
 Result<BroadcastSubscriber> BroadcastSubscriber::Attach(std::shared_ptr<Segment> segment,
@@ -189,6 +290,7 @@ BroadcastSubscriber& BroadcastSubscriber::operator=(BroadcastSubscriber&& other)
     segment_ = std::move(other.segment_);
     ring_ = other.ring_;
     slot_ = std::exchange(other.slot_, layout::kMaxEndpoints);
+    lossless_ = other.lossless_;
     cursor_ = other.cursor_;
     attached_cursor_ = other.attached_cursor_;
     last_lost_ = other.last_lost_;
@@ -214,8 +316,13 @@ void BroadcastSubscriber::Detach() noexcept {
 
 void BroadcastSubscriber::Advance(uint64_t next) noexcept {
   cursor_ = next;
-  // For metrics (lag = published - cursor). Single writer: relaxed.
-  segment_->endpoints().slots[slot_].cursor.store(cursor_, std::memory_order_relaxed);
+  // Read by metrics (lag = published - cursor) and, on a lossless ring, by the producer
+  // before it overwrites a slot. (L1): release, so every read of the slot this
+  // subscriber has just left happens before a producer that acquires this value (L2)
+  // rewrites it. (A plain store on x86-64, as relaxed was: the lossy path costs nothing.)
+  segment_->endpoints().slots[slot_].cursor.store(cursor_, std::memory_order_release);
+  // Only a lossless producer ever sleeps for room: lossy rings skip even the check.
+  if (lossless_) Wake(ring_.control->space_ready);
 }
 
 bool BroadcastSubscriber::Ready() const noexcept {

@@ -160,7 +160,8 @@ VoidResult ValidateKindGeometry(ObjectKind kind, const layout::ObjectParams& p,
         return Geometry("data size " + std::to_string(data_size) + " != slots x slot size");
       }
       if (kind == ObjectKind::kBroadcastRing &&
-          p.policy != static_cast<uint32_t>(layout::BroadcastPolicy::kLossy)) {
+          p.policy != static_cast<uint32_t>(layout::BroadcastPolicy::kLossy) &&
+          p.policy != static_cast<uint32_t>(layout::BroadcastPolicy::kLossless)) {
         return Geometry("unknown broadcast policy " + std::to_string(p.policy));
       }
       return Ok{};

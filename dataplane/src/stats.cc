@@ -83,6 +83,8 @@ void ReadBroadcast(const Segment& s, ObjectStats& st) {
   st.messages_read = Sum(s, layout::kCounterMessages, EndpointRole::kConsumer);
   st.bytes_read = Sum(s, layout::kCounterBytes, EndpointRole::kConsumer);
   st.lapped_messages = Sum(s, layout::kCounterLapped, EndpointRole::kConsumer);
+  // Lossless: sends that found a subscriber a whole ring behind (lossy: always 0).
+  st.full_events = Sum(s, layout::kCounterFull, EndpointRole::kProducer);
   st.waits = Sum(s, layout::kCounterWaits, EndpointRole::kNone);
   // Backlog of the slowest live subscriber, at most the whole ring.
   uint64_t backlog = 0;

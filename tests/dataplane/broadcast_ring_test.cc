@@ -2,9 +2,15 @@
 //   BroadcastRingTest.*        unit: behaviour, statuses, lapping, edge states in the mapping
 //   BroadcastRingStressTest.*  stress: one producer and three subscriber threads, one
 //                              mapping each, the producer never waiting for anyone
+//                              (lossy) or waiting for the slowest (lossless)
+//   BroadcastRingMultiprocessTest.*  multiprocess: a lossless subscriber killed with
+//                              SIGKILL stops holding the producer back
 #include "shmd/dataplane/broadcast_ring.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
@@ -17,6 +23,7 @@
 #include "common/message_pattern.h"
 #include "common/test_dir.h"
 #include "shmd/dataplane/mpmc_ring.h"
+#include "shmd/dataplane/stats.h"
 
 namespace shmd {
 namespace {
@@ -47,12 +54,13 @@ const layout::EndpointSlot* SlotOf(const Segment& segment, EndpointRole role, in
 
 class BroadcastRingTest : public ::testing::Test {
  protected:
-  void Make(uint32_t slots, uint32_t max_message) {
-    auto ring =
-        CreateBroadcastRing(dir_, "ring", {.slot_count = slots, .max_message = max_message});
+  void Make(uint32_t slots, uint32_t max_message,
+            layout::BroadcastPolicy policy = layout::BroadcastPolicy::kLossy) {
+    auto ring = CreateBroadcastRing(
+        dir_, "ring", {.slot_count = slots, .max_message = max_message, .policy = policy});
     ASSERT_TRUE(ring.ok()) << ring.error().message();
     segment_ = std::make_shared<Segment>(std::move(ring).value());
-    auto p = BroadcastProducer::Attach(segment_);
+    auto p = BroadcastProducer::Attach(segment_, FastChecks());
     ASSERT_TRUE(p.ok()) << p.error().message();
     producer_.emplace(std::move(p).value());
   }
@@ -412,6 +420,120 @@ TEST_F(BroadcastRingTest, SubscriberWithoutAProducerWaits) {
   EXPECT_EQ(s.ReceiveFor(buffer, &size, 30ms), Status::kTimeout);
 }
 
+// --- lossless policy --------------------------------------------------------------------
+
+constexpr auto kLossless = layout::BroadcastPolicy::kLossless;
+
+TEST_F(BroadcastRingTest, PolicyIsChosenAtCreationAndSeenByBothSides) {
+  Make(4, 16, kLossless);
+  EXPECT_EQ(segment_->params().policy, 1u);
+  EXPECT_EQ(producer_->policy(), kLossless);
+  EXPECT_EQ(Subscribe().policy(), kLossless);
+  auto lossy = CreateBroadcastRing(dir_, "lossy", {.slot_count = 4, .max_message = 16});
+  ASSERT_TRUE(lossy.ok());
+  EXPECT_EQ(lossy->params().policy, 0u);
+  auto bad = CreateBroadcastRing(
+      dir_, "bad",
+      {.slot_count = 4, .max_message = 16, .policy = static_cast<layout::BroadcastPolicy>(7)});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(bad.error().message().find("policy"), std::string::npos) << bad.error().message();
+}
+
+TEST_F(BroadcastRingTest, LosslessWithoutSubscribersNeverFills) {
+  Make(4, 16, kLossless);
+  Publish(0, 100);
+  EXPECT_EQ(producer_->published(), 100u);
+}
+
+TEST_F(BroadcastRingTest, LosslessProducerWaitsForTheSlowestLiveSubscriber) {
+  Make(4, 16, kLossless);
+  BroadcastSubscriber fast = Subscribe();
+  BroadcastSubscriber slow = Subscribe();
+  Publish(0, 4);
+  EXPECT_EQ(producer_->TrySend(Bytes("m4")), Status::kFull);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(Next(fast), "m" + std::to_string(i));
+  EXPECT_EQ(producer_->TrySend(Bytes("m4")), Status::kFull) << "the slow one has read nothing";
+  EXPECT_EQ(Next(slow), "m0");
+  EXPECT_EQ(producer_->TrySend(Bytes("m4")), Status::kOk) << "message 0's slot is free";
+  EXPECT_EQ(producer_->TrySend(Bytes("m5")), Status::kFull);
+  // Nobody is ever lapped: the slow one reads everything, in order.
+  for (int i = 1; i < 5; ++i) EXPECT_EQ(Next(slow), "m" + std::to_string(i));
+  EXPECT_EQ(Next(fast), "m4");
+  EXPECT_EQ(slow.last_lost(), 0u);
+  // Each kFull is a full event: the producer's counter, the ring's full_events.
+  const ObjectStats st = ReadStats(*segment_);
+  EXPECT_EQ(st.full_events, 3u);
+  EXPECT_EQ(st.lapped_messages, 0u);
+}
+
+TEST_F(BroadcastRingTest, LosslessSendForTimesOutUnderBackPressure) {
+  Make(2, 16, kLossless);
+  BroadcastSubscriber s = Subscribe(FastChecks());
+  Publish(0, 2);
+  EXPECT_EQ(producer_->SendFor(Bytes("m2"), 20ms), Status::kTimeout);
+  EXPECT_EQ(producer_->published(), 2u);
+  EXPECT_EQ(Next(s), "m0");
+  EXPECT_EQ(producer_->SendFor(Bytes("m2"), 20ms), Status::kOk);
+}
+
+TEST_F(BroadcastRingTest, LosslessBlockedProducerWakesWhenTheSubscriberReads) {
+  Make(2, 16, kLossless);
+  BroadcastSubscriber s = Subscribe(FastChecks());
+  Publish(0, 2);
+  std::thread reader([&] {
+    std::this_thread::sleep_for(30ms);
+    EXPECT_EQ(Next(s), "m0");
+  });
+  EXPECT_EQ(producer_->SendFor(Bytes("m2"), 10s), Status::kOk);
+  reader.join();
+  EXPECT_EQ(Next(s), "m1");
+  EXPECT_EQ(Next(s), "m2");
+}
+
+TEST_F(BroadcastRingTest, LosslessSubscriberThatDetachesStopsCounting) {
+  Make(2, 16, kLossless);
+  std::optional<BroadcastSubscriber> s(Subscribe());
+  Publish(0, 2);
+  EXPECT_EQ(producer_->TrySend(Bytes("m2")), Status::kFull);
+  std::thread leaver([&] {
+    std::this_thread::sleep_for(30ms);
+    s.reset();  // ReleaseEndpoint wakes space_ready
+  });
+  EXPECT_EQ(producer_->SendFor(Bytes("m2"), 10s), Status::kOk);
+  leaver.join();
+}
+
+TEST_F(BroadcastRingTest, LosslessLateSubscriberStartsAtPublishedAndHoldsTheProducerFromThere) {
+  Make(4, 16, kLossless);
+  Publish(0, 6);
+  BroadcastSubscriber s = Subscribe();
+  EXPECT_EQ(s.cursor(), 6u);
+  Publish(6, 10);
+  EXPECT_EQ(producer_->TrySend(Bytes("m10")), Status::kFull);
+  EXPECT_EQ(Next(s), "m6");
+}
+
+TEST_F(BroadcastRingTest, DeleteWakesABlockedLosslessProducerWithClosed) {
+  Make(2, 16, kLossless);
+  BroadcastSubscriber s = Subscribe();
+  Publish(0, 2);
+  std::thread remover([&] {
+    std::this_thread::sleep_for(30ms);
+    EXPECT_TRUE(Segment::Remove(dir_, "ring").ok());
+  });
+  EXPECT_EQ(producer_->SendFor(Bytes("m2"), 10s), Status::kClosed);
+  remover.join();
+}
+
+TEST_F(BroadcastRingTest, LossyProducerNeverFindsTheRingFull) {
+  Make(2, 16);
+  BroadcastSubscriber s = Subscribe();
+  Publish(0, 10);
+  EXPECT_EQ(producer_->SendFor(Bytes("m10"), 0ms), Status::kOk);
+  EXPECT_EQ(ReadStats(*segment_).full_events, 0u);
+}
+
 // --- stress -----------------------------------------------------------------------------
 
 struct StressHeader {
@@ -439,6 +561,7 @@ struct StressMode {
   uint32_t max_message;
   uint64_t count;
   bool every_subscriber_gets_some;
+  bool lossless = false;  // then nobody loses anything: the producer waits instead
 };
 
 class BroadcastRingStressTest : public ::testing::TestWithParam<StressMode> {};
@@ -449,7 +572,11 @@ TEST_P(BroadcastRingStressTest, ThreeSubscribersSeeIncreasingValidMessagesAndCou
   const uint32_t kMax = mode.max_message;
   const uint64_t count = testing::Scaled(mode.count);
   TestDir dir;
-  auto ring = CreateBroadcastRing(dir, "stress", {.slot_count = mode.slots, .max_message = kMax});
+  auto ring = CreateBroadcastRing(dir, "stress",
+                                  {.slot_count = mode.slots,
+                                   .max_message = kMax,
+                                   .policy = mode.lossless ? layout::BroadcastPolicy::kLossless
+                                                           : layout::BroadcastPolicy::kLossy});
   ASSERT_TRUE(ring.ok()) << ring.error().message();
   auto segment = std::make_shared<Segment>(std::move(ring).value());
 
@@ -532,13 +659,14 @@ TEST_P(BroadcastRingStressTest, ThreeSubscribersSeeIncreasingValidMessagesAndCou
       testing::FillPattern(7, seq, std::span(message).subspan(sizeof h));
       h.checksum = Checksum(h, std::span(message).subspan(sizeof h));
       std::memcpy(message.data(), &h, sizeof h);
-      if (Status s = producer->TrySend(message); s != Status::kOk) {
+      const Status s = mode.lossless ? producer->SendFor(message, 30s) : producer->TrySend(message);
+      if (s != Status::kOk) {
         producer_failure = "message " + std::to_string(seq) + ": expected ok, got " + StatusName(s);
         break;
       }
       // Now and then give the subscribers a chance, so that the run mixes deliveries and
       // laps on a machine with fewer cores than threads.
-      if (seq % 64 == 63) std::this_thread::yield();
+      if (!mode.lossless && seq % 64 == 63) std::this_thread::yield();
     }
   }  // detaches: the subscribers drain and end with kPeerGone
   for (auto& t : threads) t.join();
@@ -554,6 +682,9 @@ TEST_P(BroadcastRingStressTest, ThreeSubscribersSeeIncreasingValidMessagesAndCou
         << "subscriber " << i << ": received " << r.received << " + lost " << r.lost
         << " must equal published " << count;
     EXPECT_EQ(r.cursor, count);
+    if (mode.lossless) {
+      EXPECT_EQ(r.lost, 0u) << "subscriber " << i << " lost messages on a lossless ring";
+    }
     if (mode.every_subscriber_gets_some) {
       EXPECT_GT(r.received, 0u) << "subscriber " << i << " never got a message";
     }
@@ -578,8 +709,69 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(StressMode{"small_messages", 256, 200, 1000000, true},
                       // Two slots and long copies: subscribers are overwritten mid-copy
                       // all the time, which the seqlock re-check must catch.
-                      StressMode{"two_slots_long_messages", 2, 4096, 200000, false}),
+                      StressMode{"two_slots_long_messages", 2, 4096, 200000, false},
+                      // The producer waits for the slowest of three: every one gets all.
+                      StressMode{"lossless_small_messages", 64, 200, 300000, true, true},
+                      StressMode{"lossless_two_slots", 2, 1024, 50000, true, true}),
     [](const auto& info) { return std::string(info.param.name); });
+
+// --- multiprocess -----------------------------------------------------------------------
+
+// A child process (fork, no exec: it only attaches and waits to be killed) subscribed to
+// `name`; it reports its subscription on a pipe.
+pid_t ForkSubscriber(const ShmDir& dir, const std::string& name) {
+  int fds[2];
+  if (pipe(fds) != 0) return -1;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    auto s = BroadcastSubscriber::Open(dir, name);
+    const char c = s.ok() ? 'y' : 'n';
+    if (write(fds[1], &c, 1) != 1) _exit(2);
+    for (;;) pause();  // never reads: holds the lossless producer back until killed
+  }
+  close(fds[1]);
+  char c = 0;
+  const bool ok = pid > 0 && read(fds[0], &c, 1) == 1 && c == 'y';
+  close(fds[0]);
+  if (!ok && pid > 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    return -1;
+  }
+  return pid;
+}
+
+TEST(BroadcastRingMultiprocessTest, KilledLosslessSubscriberStopsHoldingTheProducer) {
+  TestDir dir;
+  auto ring = CreateBroadcastRing(
+      dir, "ring",
+      {.slot_count = 4, .max_message = 32, .policy = layout::BroadcastPolicy::kLossless});
+  ASSERT_TRUE(ring.ok()) << ring.error().message();
+  auto producer = BroadcastProducer::Open(dir, "ring", FastChecks());
+  ASSERT_TRUE(producer.ok()) << producer.error().message();
+  auto live = BroadcastSubscriber::Open(dir, "ring", FastChecks());
+  ASSERT_TRUE(live.ok());
+  const pid_t child = ForkSubscriber(dir, "ring");
+  ASSERT_GT(child, 0);
+  for (int i = 0; i < 4; ++i)
+    ASSERT_EQ(producer->TrySend(Bytes("m" + std::to_string(i))), Status::kOk);
+  std::vector<std::byte> buffer(32);
+  size_t size = 0;
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(live->TryReceive(buffer, &size), Status::kOk);
+  // The child has read nothing: a live, stuck subscriber is back-pressure.
+  EXPECT_EQ(producer->SendFor(Bytes("m4"), 30ms), Status::kTimeout);
+  kill(child, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  // Dead: the waiting producer clears it at a slice boundary and goes on.
+  EXPECT_EQ(producer->SendFor(Bytes("m4"), 10s), Status::kOk);
+  for (int i = 5; i < 20; ++i) {
+    ASSERT_EQ(producer->SendFor(Bytes("m" + std::to_string(i)), 10s), Status::kOk);
+    ASSERT_EQ(live->ReceiveFor(buffer, &size, 10s), Status::kOk);
+  }
+  EXPECT_GE(producer->segment().header_page().totals.endpoints_cleared.load(), 1u);
+}
 
 }  // namespace
 }  // namespace shmd

@@ -9,7 +9,7 @@ namespace shmd::layout {
 namespace {
 
 TEST(LayoutTest, VersionAndConstants) {
-  EXPECT_EQ(kLayoutVersion, 1u);
+  EXPECT_EQ(kLayoutVersion, 2u);
   EXPECT_EQ(kMagic, 0x6a626f2e646d6873ULL);
   EXPECT_EQ(kPad, 128u);
   EXPECT_EQ(kMaxEndpoints, 32u);
@@ -89,7 +89,11 @@ TEST(LayoutTest, OtherKinds) {
   EXPECT_EQ(SlotSizeFor(1), 24u);
   EXPECT_EQ(SlotSizeFor(64), 80u);
   EXPECT_EQ(sizeof(MpmcControl), 512u);
-  EXPECT_EQ(sizeof(BroadcastControl), 256u);
+  EXPECT_EQ(sizeof(BroadcastControl), 384u);
+  EXPECT_EQ(offsetof(BroadcastControl, data_ready), 128u);
+  EXPECT_EQ(offsetof(BroadcastControl, space_ready), 256u);
+  EXPECT_EQ(static_cast<uint32_t>(BroadcastPolicy::kLossy), 0u);
+  EXPECT_EQ(static_cast<uint32_t>(BroadcastPolicy::kLossless), 1u);
   EXPECT_EQ(sizeof(PoolControl), 256u);
   EXPECT_EQ(sizeof(BlockMeta), 8u);
   EXPECT_EQ(sizeof(BlockDescriptor), 8u);

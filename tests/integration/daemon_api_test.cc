@@ -79,7 +79,7 @@ TEST_F(DaemonApiTest, RingsCanBeCreatedReadListedAndDeleted) {
   EXPECT_EQ(created->capacity_bytes(), 1u << 20);
   EXPECT_EQ(created->mode(), 0600u);
   EXPECT_EQ(created->info().owner_uid(), geteuid());
-  EXPECT_EQ(created->info().layout_version(), 1u);
+  EXPECT_EQ(created->info().layout_version(), layout::kLayoutVersion);
   EXPECT_EQ(created->info().path(), daemon_->ObjectPath("orders"));
   struct stat st {};
   ASSERT_EQ(stat(daemon_->ObjectPath("orders").c_str(), &st), 0);

@@ -2,7 +2,9 @@
 // at its own pace from its own cursor. Fixed-size slots (each message 1 to max_message
 // bytes). Layout: layout.h ("Broadcast ring").
 //
-// Slow-subscriber policy: lossy (BroadcastPolicy::kLossy). The producer never waits: it
+// Slow-subscriber policy, chosen at creation (BroadcastRingSpec::policy):
+//
+// Lossy (BroadcastPolicy::kLossy, the default). The producer never waits: it
 // writes message n into slot n & (slot_count - 1) whether or not every subscriber has
 // read what was there. A subscriber that falls a full ring behind is "lapped": its next
 // receive returns kLapped, having moved its cursor to the oldest message the ring still
@@ -14,6 +16,31 @@
 // last slot_count, in order. Lapped again while it copies, it loses more, counted
 // the same way. For every subscriber, at any time:
 //   delivered + lost + corrupted = cursor - cursor at subscription.
+//
+// Lossless (BroadcastPolicy::kLossless). The producer writes message n (into the slot of
+// message n - slot_count) only once every LIVE subscriber's cursor is past n - slot_count:
+// until then TrySend returns kFull (counted in the producer's kCounterFull, the ring's
+// full_events) and Send/SendFor sleep on space_ready, which a lossless subscriber wakes
+// after each advance of its cursor. Nobody is lapped. A subscriber that died must not hold
+// the producer forever: at every sleep-slice boundary the waiting producer clears dead
+// endpoints (ClearDeadEndpoints), whose cursors then stop counting. A live subscriber
+// that stops reading stalls the producer (it gets kTimeout): that is the policy.
+// The producer reads the cursors only when the minimum it last saw no longer leaves room
+// (a cached minimum: one scan of the endpoint table per slot_count messages at best).
+// Orderings, by label:
+//   (L1) the subscriber stores its cursor with release, after it finished copying (and
+//        re-checking) the slot: everything it read happens before that store;
+//   (L2) the producer loads each cursor with acquire before it overwrites a slot: its
+//        stores into message n - slot_count's slot come after the subscriber's reads
+//        of it (pairs with (L1)), so the copy never mixes two messages;
+//   (L3) joining: the subscriber's claim of its endpoint slot (state kLive) and its load
+//        of `published`, against the producer's store of `published` and its scan of the
+//        endpoint states, are separated by seq_cst fences on both sides (a store-load
+//        pattern that acquire/release cannot order): either the scan sees the new slot
+//        live (its cursor reads 0, zeroed when the slot was last freed, until the
+//        subscriber stores the real one: the producer waits, and the subscriber wakes
+//        it), or the subscriber reads a `published` at least as large as the one the
+//        scan started from, so the cached minimum was no larger than its cursor.
 //
 // A subscriber starts at the producer's `published` count when it attaches: it sees
 // the messages published after it subscribed (and possibly one being published at that
@@ -76,9 +103,10 @@ namespace shmd {
 struct BroadcastRingSpec {
   uint32_t slot_count = 1024;  // a power of two, 2 to 16777216
   uint32_t max_message = 256;  // payload bytes per slot, 1 to 16777216
+  layout::BroadcastPolicy policy = layout::BroadcastPolicy::kLossy;
 };
 
-// Creates the ring's file in `dir`: nothing published, no endpoints, lossy policy.
+// Creates the ring's file in `dir`: nothing published, no endpoints.
 Result<Segment> CreateBroadcastRing(const ShmDir& dir, std::string_view name,
                                     const BroadcastRingSpec& spec,
                                     const CreateOptions& options = {});
@@ -97,19 +125,35 @@ struct BroadcastRingView : SlotRingView<layout::BroadcastControl> {
 
 class BroadcastProducer {
  public:
-  // The producer never waits, so it takes no WaitOptions.
-  static Result<BroadcastProducer> Attach(std::shared_ptr<Segment> segment);
-  static Result<BroadcastProducer> Open(const ShmDir& dir, std::string_view name);
+  // `wait` matters only on a lossless ring (a lossy producer never waits).
+  static Result<BroadcastProducer> Attach(std::shared_ptr<Segment> segment,
+                                          const WaitOptions& wait = {});
+  static Result<BroadcastProducer> Open(const ShmDir& dir, std::string_view name,
+                                        const WaitOptions& wait = {});
 
   BroadcastProducer(BroadcastProducer&& other) noexcept;
   BroadcastProducer& operator=(BroadcastProducer&& other) noexcept;
   ~BroadcastProducer();  // detaches: subscribers waiting for more see kPeerGone
 
-  // Publishes a copy of `message`; never blocks and never finds the ring full (lossy).
-  // kInvalidArgument if empty; kTooLarge if over max_message.
+  // Publishes a copy of `message`; never blocks. kInvalidArgument if empty; kTooLarge if
+  // over max_message; on a lossless ring, kFull while a live subscriber is a whole ring
+  // behind (lossy: never).
   Status TrySend(std::span<const std::byte> message) noexcept;
   Status TrySend(const void* data, size_t size) noexcept {
     return TrySend({static_cast<const std::byte*>(data), size});
+  }
+  // Lossless: waits for room (kTimeout at the deadline; kClosed if the ring is deleted),
+  // clearing dead subscribers while it waits. Lossy: the same as TrySend.
+  Status Send(std::span<const std::byte> message) noexcept {
+    Status s = TrySend(message);
+    return s == Status::kFull ? SendUntil(message, Clock::time_point::max()) : s;
+  }
+  Status SendFor(std::span<const std::byte> message, Nanos timeout) noexcept;
+
+  layout::BroadcastPolicy policy() const { return policy_; }
+  void set_wait(const WaitOptions& wait) {  // e.g. after Client::Open, which passes none
+    wait_ = wait;
+    spin_ = AdaptiveSpin(wait.max_spin);
   }
 
   // Messages published on this ring so far (by every producer it has had): the sequence
@@ -120,8 +164,13 @@ class BroadcastProducer {
   const Segment& segment() const { return *segment_; }
 
  private:
-  BroadcastProducer(std::shared_ptr<Segment> segment, uint32_t slot);
+  BroadcastProducer(std::shared_ptr<Segment> segment, uint32_t slot, const WaitOptions& wait);
   void Detach() noexcept;
+  Status SendUntil(std::span<const std::byte> message, Clock::time_point deadline) noexcept;
+  Status Check(std::span<const std::byte> message) const noexcept;
+  void Write(std::span<const std::byte> message) noexcept;
+  bool HasRoom() noexcept;  // lossless: may message published_ be written now?
+  void CountFull() noexcept;
 
   std::shared_ptr<Segment> segment_;
   internal::BroadcastRingView ring_;
@@ -130,6 +179,12 @@ class BroadcastProducer {
   // Process-local copies of BroadcastControl's counters (single writer: this handle).
   uint64_t published_ = 0;
   uint64_t bytes_ = 0;
+  uint64_t full_ = 0;
+  layout::BroadcastPolicy policy_ = layout::BroadcastPolicy::kLossy;
+  // Lossless: the smallest live subscriber cursor at the last scan (HasRoom).
+  uint64_t min_cursor_ = 0;
+  WaitOptions wait_;
+  AdaptiveSpin spin_{std::chrono::microseconds(50)};
 };
 
 class BroadcastSubscriber {
@@ -164,6 +219,9 @@ class BroadcastSubscriber {
   uint64_t last_lost() const { return last_lost_; }
   // Sequence number of the next message this subscriber reads.
   uint64_t cursor() const { return cursor_; }
+  layout::BroadcastPolicy policy() const {
+    return lossless_ ? layout::BroadcastPolicy::kLossless : layout::BroadcastPolicy::kLossy;
+  }
   uint32_t max_message() const { return ring_.max_message; }
   uint64_t slot_count() const { return ring_.capacity; }
   const Segment& segment() const { return *segment_; }
@@ -193,6 +251,7 @@ class BroadcastSubscriber {
   uint64_t bytes_ = 0;
   uint64_t lost_ = 0;
   uint64_t lap_events_ = 0;
+  bool lossless_ = false;  // wakes the producer after each advance
   WaitOptions wait_;
   AdaptiveSpin spin_{std::chrono::microseconds(50)};
   PeerWatch producer_;

@@ -36,7 +36,8 @@
 namespace shmd::layout {
 
 inline constexpr uint64_t kMagic = 0x6a626f2e646d6873ULL;  // "shmd.obj" in little-endian bytes
-inline constexpr uint32_t kLayoutVersion = 1;
+// 2: BroadcastControl grew a space_ready wait word (the lossless broadcast policy).
+inline constexpr uint32_t kLayoutVersion = 2;
 
 inline constexpr uint32_t kCacheLine = 64;
 // Padding unit between words of different writers: two lines, because the adjacent-line
@@ -390,16 +391,22 @@ static_assert(offsetof(MpmcControl, space_ready) == 384);
 // the subscriber was lapped (see broadcast_ring.h for the policy).
 enum class BroadcastPolicy : uint32_t {
   kLossy = 0,  // the producer never waits; lapped subscribers skip ahead and count the loss
+  // The producer writes message n only once every live subscriber's cursor (its endpoint
+  // slot's `cursor`) is past n - capacity: a full ring makes it wait on space_ready,
+  // which subscribers wake after advancing. Dead subscribers are cleared, not waited for.
+  kLossless = 1,
 };
 
 struct BroadcastControl {
   alignas(kPad) std::atomic<uint64_t> published;  // 0  messages published (next sequence)
   std::atomic<uint64_t> bytes_written;            // 8
   uint8_t producer_pad[kPad - 16];
-  WaitWord data_ready;  // 128
+  WaitWord data_ready;   // 128 subscribers sleep here when they have read everything
+  WaitWord space_ready;  // 256 lossless: the producer sleeps here; subscribers wake it
 };
-static_assert(sizeof(BroadcastControl) == 256);
+static_assert(sizeof(BroadcastControl) == 384);
 static_assert(offsetof(BroadcastControl, data_ready) == 128);
+static_assert(offsetof(BroadcastControl, space_ready) == 256);
 
 // --- Block pool -----------------------------------------------------------------------
 //
@@ -446,7 +453,7 @@ inline constexpr WaitWordList WaitWordsOf(ObjectKind kind) {
     case ObjectKind::kMpmcRing:
       return {2, {offsetof(MpmcControl, data_ready), offsetof(MpmcControl, space_ready)}};
     case ObjectKind::kBroadcastRing:
-      return {1, {offsetof(BroadcastControl, data_ready), 0}};
+      return {2, {offsetof(BroadcastControl, data_ready), offsetof(BroadcastControl, space_ready)}};
     case ObjectKind::kBlockPool:
       return {1, {offsetof(PoolControl, block_freed), 0}};
     default:
