@@ -144,6 +144,7 @@ BroadcastProducer& BroadcastProducer::operator=(BroadcastProducer&& other) noexc
     min_cursor_ = other.min_cursor_;
     wait_ = other.wait_;
     spin_ = other.spin_;
+    last_clear_ = other.last_clear_;
   }
   return *this;
 }
@@ -193,12 +194,24 @@ bool BroadcastProducer::HasRoom() noexcept {
 
 Status BroadcastProducer::TrySend(std::span<const std::byte> message) noexcept {
   if (Status s = Check(message); s != Status::kOk) return s;
-  if (policy_ == layout::BroadcastPolicy::kLossless && !HasRoom()) {
+  if (policy_ == layout::BroadcastPolicy::kLossless && !HasRoom() &&
+      !(ClearDeadSubscribers(/*at_most_every_slice=*/true) && HasRoom())) {
     CountFull();
     return Status::kFull;
   }
   Write(message);
   return Status::kOk;
+}
+
+// Callers that never wait a whole sleep slice (TrySend in a loop, SendFor with short
+// timeouts) would otherwise never reach WaitFor's slice boundary, where the dead are
+// cleared: so the full path clears them too, at most once per slice (a few syscalls per
+// live endpoint, off the path of any send that finds room).
+bool BroadcastProducer::ClearDeadSubscribers(bool at_most_every_slice) noexcept {
+  const Clock::time_point now = Clock::now();
+  if (at_most_every_slice && now - last_clear_ < wait_.sleep_slice) return false;
+  last_clear_ = now;
+  return ClearDeadEndpoints(*segment_) != 0;
 }
 
 Status BroadcastProducer::SendFor(std::span<const std::byte> message, Nanos timeout) noexcept {
@@ -218,7 +231,7 @@ Status BroadcastProducer::SendUntil(std::span<const std::byte> message,
         // A dead subscriber's cursor would hold the producer forever: clear it (its slot
         // leaves kLive, so the next HasRoom skips it). Never "peer gone": a lossless
         // producer without subscribers simply has room.
-        ClearDeadEndpoints(*segment_);
+        ClearDeadSubscribers(/*at_most_every_slice=*/false);
         return false;
       });
   if (s != Status::kOk) return s;

@@ -773,5 +773,29 @@ TEST(BroadcastRingMultiprocessTest, KilledLosslessSubscriberStopsHoldingTheProdu
   EXPECT_GE(producer->segment().header_page().totals.endpoints_cleared.load(), 1u);
 }
 
+TEST(BroadcastRingMultiprocessTest, KilledLosslessSubscriberIsClearedEvenByShortTimeouts) {
+  // Sends whose timeout is shorter than a sleep slice never reach WaitFor's slice
+  // boundary: the full path itself clears the dead, once per slice.
+  TestDir dir;
+  auto ring = CreateBroadcastRing(
+      dir, "ring",
+      {.slot_count = 2, .max_message = 8, .policy = layout::BroadcastPolicy::kLossless});
+  ASSERT_TRUE(ring.ok()) << ring.error().message();
+  auto producer = BroadcastProducer::Open(dir, "ring", FastChecks());
+  ASSERT_TRUE(producer.ok());
+  const pid_t child = ForkSubscriber(dir, "ring");
+  ASSERT_GT(child, 0);
+  ASSERT_EQ(producer->TrySend(Bytes("a")), Status::kOk);
+  ASSERT_EQ(producer->TrySend(Bytes("b")), Status::kOk);
+  EXPECT_EQ(producer->TrySend(Bytes("c")), Status::kFull);
+  kill(child, SIGKILL);
+  ASSERT_EQ(waitpid(child, nullptr, 0), child);
+  Status s = Status::kFull;
+  for (const auto end = Clock::now() + 10s; s != Status::kOk && Clock::now() < end;) {
+    s = producer->SendFor(Bytes("c"), 100us);
+  }
+  EXPECT_EQ(s, Status::kOk);
+}
+
 }  // namespace
 }  // namespace shmd

@@ -23,7 +23,8 @@
 // full_events) and Send/SendFor sleep on space_ready, which a lossless subscriber wakes
 // after each advance of its cursor. Nobody is lapped. A subscriber that died must not hold
 // the producer forever: at every sleep-slice boundary the waiting producer clears dead
-// endpoints (ClearDeadEndpoints), whose cursors then stop counting. A live subscriber
+// endpoints (ClearDeadEndpoints), whose cursors then stop counting; so does a TrySend or
+// a short SendFor that finds the ring full, at most once per sleep slice. A live subscriber
 // that stops reading stalls the producer (it gets kTimeout): that is the policy.
 // The producer reads the cursors only when the minimum it last saw no longer leaves room
 // (a cached minimum: one scan of the endpoint table per slot_count messages at best).
@@ -171,6 +172,7 @@ class BroadcastProducer {
   void Write(std::span<const std::byte> message) noexcept;
   bool HasRoom() noexcept;  // lossless: may message published_ be written now?
   void CountFull() noexcept;
+  bool ClearDeadSubscribers(bool at_most_every_slice) noexcept;  // true: cleared some
 
   std::shared_ptr<Segment> segment_;
   internal::BroadcastRingView ring_;
@@ -185,6 +187,7 @@ class BroadcastProducer {
   uint64_t min_cursor_ = 0;
   WaitOptions wait_;
   AdaptiveSpin spin_{std::chrono::microseconds(50)};
+  Clock::time_point last_clear_{};  // of dead endpoints, while full
 };
 
 class BroadcastSubscriber {
