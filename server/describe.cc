@@ -94,6 +94,9 @@ void DescribeRing(const ObjectFacts& facts, v1::Ring* out) {
     case layout::ObjectKind::kBroadcastRing:
       out->set_kind(v1::RING_KIND_BROADCAST);
       out->set_slot_count(static_cast<uint32_t>(p.capacity));
+      out->set_policy(p.policy == static_cast<uint32_t>(layout::BroadcastPolicy::kLossless)
+                          ? v1::BROADCAST_POLICY_LOSSLESS
+                          : v1::BROADCAST_POLICY_LOSSY);
       break;
     default:
       break;

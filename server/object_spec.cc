@@ -51,6 +51,10 @@ Result<ObjectSpec> SpecFromRing(const v1::Ring& ring) {
   spec.mode = *mode;
   const uint64_t capacity = ring.capacity_bytes();
   const uint64_t max_message = ring.max_message_bytes();
+  if (ring.policy() != v1::BROADCAST_POLICY_LOSSY && ring.kind() != v1::RING_KIND_BROADCAST) {
+    return Invalid("policy is for broadcast rings only (an spsc or mpmc producer always waits "
+                   "for room)");
+  }
   switch (ring.kind()) {
     case v1::RING_KIND_SPSC: {
       if (capacity < 4096 || !std::has_single_bit(capacity) || capacity > (uint64_t{1} << 40)) {
@@ -88,6 +92,16 @@ Result<ObjectSpec> SpecFromRing(const v1::Ring& ring) {
       const uint64_t slots = std::min<uint64_t>(std::bit_floor(fit), uint64_t{1} << 24);
       spec.kind = ring.kind() == v1::RING_KIND_MPMC ? layout::ObjectKind::kMpmcRing
                                                     : layout::ObjectKind::kBroadcastRing;
+      if (ring.kind() == v1::RING_KIND_BROADCAST) {
+        if (ring.policy() != v1::BROADCAST_POLICY_LOSSY &&
+            ring.policy() != v1::BROADCAST_POLICY_LOSSLESS) {
+          return Invalid("unknown broadcast policy " + std::to_string(ring.policy()) +
+                         ": BROADCAST_POLICY_LOSSY or BROADCAST_POLICY_LOSSLESS");
+        }
+        spec.broadcast_policy = ring.policy() == v1::BROADCAST_POLICY_LOSSLESS
+                                    ? layout::BroadcastPolicy::kLossless
+                                    : layout::BroadcastPolicy::kLossy;
+      }
       spec.slots = {static_cast<uint32_t>(slots), static_cast<uint32_t>(max_message)};
       spec.file_bytes = layout::kDataOffset + slots * slot_size;
       return spec;
@@ -139,8 +153,8 @@ Result<Segment> CreateFromSpec(const ShmDir& dir, std::string_view id, const Obj
     case layout::ObjectKind::kMpmcRing:
       return CreateMpmcRing(dir, id, spec.slots, options);
     case layout::ObjectKind::kBroadcastRing:
-      return CreateBroadcastRing(dir, id, {spec.slots.slot_count, spec.slots.max_message},
-                                 options);
+      return CreateBroadcastRing(
+          dir, id, {spec.slots.slot_count, spec.slots.max_message, spec.broadcast_policy}, options);
     case layout::ObjectKind::kBlockPool:
       return CreateBlockPool(dir, id, spec.pool, options);
     case layout::ObjectKind::kRegion:
@@ -170,7 +184,15 @@ bool SameSpec(const ObjectSpec& spec, const Segment& existing, uint32_t existing
       }
       case layout::ObjectKind::kMpmcRing:
       case layout::ObjectKind::kBroadcastRing:
-        if (p.capacity != spec.slots.slot_count || p.max_message != spec.slots.max_message) {
+        if (spec.kind == layout::ObjectKind::kBroadcastRing &&
+            p.policy != static_cast<uint32_t>(spec.broadcast_policy)) {
+          want = spec.broadcast_policy == layout::BroadcastPolicy::kLossless ? "a lossless ring"
+                                                                              : "a lossy ring";
+          have = p.policy == static_cast<uint32_t>(layout::BroadcastPolicy::kLossless)
+                     ? "a lossless ring"
+                     : "a lossy ring";
+        } else if (p.capacity != spec.slots.slot_count ||
+                   p.max_message != spec.slots.max_message) {
           want = std::to_string(spec.slots.slot_count) + " slots of up to " +
                  std::to_string(spec.slots.max_message) + " bytes";
           have = std::to_string(p.capacity) + " slots of up to " + std::to_string(p.max_message) +

@@ -22,6 +22,7 @@ struct ObjectSpec {
   uint32_t mode = 0600;
   SpscRingSpec spsc;            // kSpscRing
   MpmcRingSpec slots;           // kMpmcRing and kBroadcastRing (same two fields)
+  layout::BroadcastPolicy broadcast_policy = layout::BroadcastPolicy::kLossy;  // kBroadcastRing
   BlockPoolSpec pool;           // kBlockPool
   uint64_t region_bytes = 0;    // kRegion
   uint64_t file_bytes = 0;      // the whole file this spec makes
