@@ -48,7 +48,7 @@ void RpcClient::State::Route(const MessageView& view) {
   }
   RpcResponse& r = call->response;
   if (r.bytes_.size() < h.length) r.bytes_.resize(h.length);
-  std::memcpy(r.bytes_.data(), view.data + sizeof h, h.length);
+  if (h.length != 0) std::memcpy(r.bytes_.data(), view.data + sizeof h, h.length);
   r.size_ = h.length;
   r.code_ = h.code;
   r.call_id_ = h.call_id;

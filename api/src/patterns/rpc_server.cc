@@ -99,7 +99,7 @@ Status RpcServer::Next(RpcRequest* out, Nanos timeout) noexcept {
     // Copied out and released at once: a server killed inside a slow handler must not
     // leave a claimed slot that would stall the ring for its successor.
     if (out->payload_.size() < h.length) out->payload_.resize(h.length);
-    std::memcpy(out->payload_.data(), view.data + sizeof h, h.length);
+    if (h.length != 0) std::memcpy(out->payload_.data(), view.data + sizeof h, h.length);
     st.requests->Release();
     out->size_ = h.length;
     out->method_ = h.method;
@@ -190,7 +190,7 @@ Status RpcRequest::ReplyError(uint32_t code, std::string_view message) noexcept 
   do {
     s = Send(code, static_cast<uint32_t>(std::min<size_t>(n, UINT32_MAX)),
              [&](std::span<std::byte> room) {
-               std::memcpy(room.data(), message.data(), room.size());
+               if (!room.empty()) std::memcpy(room.data(), message.data(), room.size());
                return static_cast<uint32_t>(room.size());
              });
     n /= 2;
