@@ -139,6 +139,22 @@ Row Summarize(std::string mechanism, uint32_t size, std::vector<double> us, doub
   return r;
 }
 
+// Times `calls` calls of one() after a warm-up of a tenth as many (at least 100).
+template <class One>
+Row TimeCalls(std::string mechanism, uint32_t size, int calls, One&& one) {
+  for (int i = 0; i < std::max(calls / 10, 100); ++i) one();
+  std::vector<double> us;
+  us.reserve(static_cast<size_t>(calls));
+  const auto start = Clock::now();
+  for (int i = 0; i < calls; ++i) {
+    const auto t0 = Clock::now();
+    one();
+    us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return Summarize(std::move(mechanism), size, std::move(us), seconds);
+}
+
 // Starts this program in a server mode; waits for its "ready" on a pipe.
 struct Child {
   pid_t pid = -1;
@@ -201,23 +217,13 @@ Row MeasureShmd(const char* self, uint32_t size, int calls, bool busy) {
     if (!client.ok()) UsageError("open the client: " + client.error().message());
     std::vector<std::byte> request(size, std::byte{0x5a});
     RpcResponse response;
-    std::vector<double> us;
-    us.reserve(static_cast<size_t>(calls));
     auto one = [&] {
       Status s = client->Call(request, 5s, &response);
       if (s != Status::kOk || response.bytes().size() != size) {
         UsageError(std::string("shmd call failed: ") + StatusName(s));
       }
     };
-    for (int i = 0; i < std::max(calls / 10, 100); ++i) one();  // warm-up
-    const auto start = Clock::now();
-    for (int i = 0; i < calls; ++i) {
-      const auto t0 = Clock::now();
-      one();
-      us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
-    }
-    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    row = Summarize(mechanism, size, std::move(us), seconds);
+    row = TimeCalls(mechanism, size, calls, one);
   }
   (void)RemoveRpcService(dir, "bench");
   return row;
@@ -239,8 +245,6 @@ Row MeasureGrpc(const char* self, uint32_t size, int calls) {
     auto stub = rpc::Echo::NewStub(channel);
     rpc::EchoMessage request, response;
     request.set_payload(std::string(size, 'Z'));
-    std::vector<double> us;
-    us.reserve(static_cast<size_t>(calls));
     auto one = [&] {
       grpc::ClientContext context;
       context.set_deadline(std::chrono::system_clock::now() + 5s);
@@ -249,15 +253,7 @@ Row MeasureGrpc(const char* self, uint32_t size, int calls) {
         UsageError("gRPC call failed: " + s.error_message());
       }
     };
-    for (int i = 0; i < std::max(calls / 10, 100); ++i) one();
-    const auto start = Clock::now();
-    for (int i = 0; i < calls; ++i) {
-      const auto t0 = Clock::now();
-      one();
-      us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
-    }
-    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    row = Summarize("grpc-uds", size, std::move(us), seconds);
+    row = TimeCalls("grpc-uds", size, calls, one);
   }
   unlink(socket.c_str());
   return row;
