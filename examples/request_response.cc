@@ -167,6 +167,13 @@ int RunClient(shmd::Client& client, const char* self, const std::string& listen)
   waitpid(server, &status, 0);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failures;
   Must(shmd::DeleteRpcService(client, service, /*force=*/true), "delete the service");
+  // The client deleted its reply ring when it was destroyed; the service's ring is gone too.
+  int left = 0;
+  for (const auto& ring : Must(client.ListAllRings(), "list the rings")) {
+    if (ring.name().find(service) != std::string::npos) ++left;
+  }
+  std::printf("daemon: %d rings of %s left\n", left, service.c_str());
+  if (left != 0) ++failures;
   std::printf(
       "request_response: %d answered, %d deadline exceeded, %d cancelled, %llu late answers "
       "dropped, %d unexpected\n",
