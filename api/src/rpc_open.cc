@@ -76,8 +76,11 @@ Result<RpcServer> RpcServer::Open(Client& client, std::string_view service,
     auto p = client.Open<SpscProducer>(name, wait);
     if (!p.ok()) return p.error();
     auto split = std::move(p).value().Split();
-    return internal::RpcReplyEnd{std::move(split.lease),
-                                 std::make_unique<SpscProducer>(std::move(split.handle))};
+    return internal::RpcReplyEnd{
+        std::move(split.lease), std::make_unique<SpscProducer>(std::move(split.handle)),
+        [&client, name] {
+          (void)client.DeleteRing(name, DeleteOptions{.force = true, .allow_missing = true});
+        }};
   };
   return internal::AssembleRpcServer(std::move(parts.lease), std::move(parts.handle),
                                      std::string(service), std::move(open), options);

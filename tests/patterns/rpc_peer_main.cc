@@ -6,6 +6,8 @@
 //       makes CALLS calls (IN_FLIGHT at a time, random deadlines of 1 to 20 ms, one in
 //       four asking the handler to sleep up to MAX_SLEEP_US), checks every answer against
 //       its own request, and prints "result ok=A timeout=B wrong=C late=D other=E"
+//   rpc_peer hang DIR NS SERVICE           makes one call, prints "called", sleeps until
+//       killed (a client killed with its reply ring in place)
 //
 // Exit status 0 on success; otherwise it prints "error: ..." and exits 1.
 #include <chrono>
@@ -15,6 +17,7 @@
 #include <deque>
 #include <random>
 #include <string>
+#include <thread>
 
 #include "patterns/rpc_wire.h"
 #include "shmd/client/rpc.h"
@@ -119,6 +122,20 @@ int ClientLoad(const ShmDir& dir, const std::string& service, uint64_t id, uint6
   return wrong == 0 && late == 0 && other == 0 && ok + timeout == calls ? 0 : 1;
 }
 
+int Hang(const ShmDir& dir, const std::string& service) {
+  auto client = RpcClient::Open(dir, service);
+  if (!client.ok()) return Fail(client.error().message());
+  RpcResponse r;
+  const std::string hi = "hi";
+  Status s = client->Call({reinterpret_cast<const std::byte*>(hi.data()), hi.size()},
+                          std::chrono::seconds(30), &r, kMethodEcho);
+  if (s != Status::kOk) return Fail(std::string("call: ") + StatusName(s));
+  std::printf("called\n");
+  std::fflush(stdout);
+  std::this_thread::sleep_for(std::chrono::seconds(60));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -127,6 +144,7 @@ int main(int argc, char** argv) {
   const ShmDir dir{argv[2], argv[3]};
   const std::string service = argv[4];
   if (mode == "server") return Server(dir, service);
+  if (mode == "hang") return Hang(dir, service);
   if (mode == "client" && argc == 9) {
     return ClientLoad(dir, service, std::strtoull(argv[5], nullptr, 10),
                       std::strtoull(argv[6], nullptr, 10),

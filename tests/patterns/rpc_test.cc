@@ -201,6 +201,21 @@ TEST_F(RpcTest, NoServerFailsAtOnce) {
   EXPECT_EQ(r.text(), "now");
 }
 
+TEST_F(RpcTest, DeadlinesInThePastOrFarAway) {
+  StartServer();
+  RpcClient client = NewClient();
+  RpcCallId id = 0;
+  EXPECT_EQ(client.Start(Bytes("late"), Clock::now() - 1ms, &id), Status::kTimeout);
+  EXPECT_EQ(client.in_flight(), 0u);
+  ASSERT_EQ(client.Start(Bytes("whenever"), Clock::time_point::max(), &id, testing::kMethodEcho),
+            Status::kOk);
+  RpcResponse r;
+  ASSERT_EQ(client.Await(id, &r), Status::kOk);
+  EXPECT_EQ(r.text(), "whenever");
+  ASSERT_EQ(client.Call(Bytes("forever"), Nanos::max(), &r, testing::kMethodEcho), Status::kOk);
+  EXPECT_EQ(r.text(), "forever");
+}
+
 TEST_F(RpcTest, OneServerPerService) {
   StartServer();
   auto second = RpcServer::Open(dir_, "calc");
@@ -290,8 +305,30 @@ TEST_F(RpcProcessTest, UnderLoadNoAnswerEverReachesTheWrongCall) {
   // Nothing about how many succeed is asserted (the machine is shared), only that the
   // run did something: most calls ask for no sleep and have milliseconds to spare.
   EXPECT_GT(ok_total, 0u);
+  EXPECT_EQ(dir_.CountFiles(), 1);  // each client deleted its reply ring as it left
   std::printf("load: %llu ok, %llu timed out\n", static_cast<unsigned long long>(ok_total),
               static_cast<unsigned long long>(timeout_total));
+}
+
+TEST_F(RpcProcessTest, ServerDeletesTheReplyRingOfAKilledClient) {
+  ASSERT_TRUE(CreateRpcService(dir_, "calc").ok());
+  auto server = RpcServer::Open(dir_, "calc");
+  ASSERT_TRUE(server.ok());
+  PeerProcess client(Peer({"hang", dir_.dir().path, dir_.dir().ns, "calc"}));
+  RpcRequest req;
+  ASSERT_EQ(server->Next(&req, 10s), Status::kOk);
+  testing::HandleTestRequest(req);
+  ASSERT_EQ(client.WaitForLine("called", 10s), "called") << client.Output();
+  EXPECT_EQ(dir_.CountFiles(), 2);  // the service's ring and the client's reply ring
+  client.Kill(SIGKILL);
+  client.Wait(5s);
+  // The server notices at its next once-a-second check.
+  const auto until = Clock::now() + 10s;
+  while (server->cached_clients() != 0 && Clock::now() < until) {
+    EXPECT_EQ(server->Next(&req, 100ms), Status::kTimeout);
+  }
+  EXPECT_EQ(server->cached_clients(), 0u);
+  EXPECT_EQ(dir_.CountFiles(), 1);
 }
 
 TEST_F(RpcProcessTest, KilledServerFailsEveryPendingCallBeforeItsDeadline) {

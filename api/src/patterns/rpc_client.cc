@@ -121,6 +121,7 @@ Status RpcClient::Start(std::span<const std::byte> request, Clock::time_point de
   if (id == nullptr) return Status::kInvalidArgument;
   if (request.size() > st.max_request) return Status::kTooLarge;
   if (st.in_flight >= st.calls.size()) return Status::kFull;
+  if (Clock::now() >= deadline) return Status::kTimeout;  // nothing sent: it could not be met
   if (!st.server_seen) {
     // No server known: refuse now rather than let the call wait for its deadline. Once
     // one is seen, its death is caught while waiting (every sleep slice).
@@ -134,7 +135,8 @@ Status RpcClient::Start(std::span<const std::byte> request, Clock::time_point de
   Status s = st.requests->TryReserve(&slot);
   if (s == Status::kFull) {
     const Clock::time_point now = Clock::now();
-    s = now >= deadline ? Status::kTimeout : st.requests->ReserveFor(deadline - now, &slot);
+    s = now >= deadline ? Status::kTimeout
+                        : st.requests->ReserveFor(internal::BoundedTimeout(deadline - now), &slot);
   }
   if (s != Status::kOk) return s;
   RpcRequestHeader h{};

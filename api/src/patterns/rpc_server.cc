@@ -30,12 +30,19 @@ RpcServer::State::CachedReply* RpcServer::State::ReplyRing(const std::string& su
 
 void RpcServer::State::Sweep() {
   next_sweep = Clock::now() + std::chrono::seconds(1);
-  std::erase_if(replies, [](const auto& entry) {
+  for (auto it = replies.begin(); it != replies.end();) {
     // The client detaches its consumer before it removes the ring; a killed client's
-    // endpoint is found dead and cleared here.
-    return !RoleLive(entry.second.end.producer->segment(), EndpointRole::kConsumer,
-                     /*check_process=*/true);
-  });
+    // endpoint is found dead and cleared here, and its ring deleted on its behalf
+    // (after a clean detach the client's own removal may come first: either is fine).
+    internal::RpcReplyEnd& end = it->second.end;
+    if (RoleLive(end.producer->segment(), EndpointRole::kConsumer, /*check_process=*/true)) {
+      ++it;
+      continue;
+    }
+    std::function<void()> remove = std::move(end.remove);
+    it = replies.erase(it);  // the producer detaches, then its lease ends
+    if (remove) remove();
+  }
 }
 
 Status RpcServer::State::WaitForRequests(Clock::time_point deadline) {
@@ -154,7 +161,8 @@ Status RpcRequest::Send(uint32_t code, uint32_t size,
     // after which the answer would be dropped anyway.
     const Clock::time_point now = Clock::now();
     s = now >= deadline_ ? Status::kTimeout
-                         : ring->ReserveFor(static_cast<uint32_t>(total), deadline_ - now, &room);
+                         : ring->ReserveFor(static_cast<uint32_t>(total),
+                                            internal::BoundedTimeout(deadline_ - now), &room);
   }
   if (s != Status::kOk) {
     replied_ = true;
@@ -252,7 +260,8 @@ Result<RpcServer> RpcServer::Open(const ShmDir& dir, std::string_view service,
   auto open = [dir, wait](const std::string& name) -> Result<internal::RpcReplyEnd> {
     Result<SpscProducer> p = SpscProducer::Open(dir, name, wait);
     if (!p.ok()) return p.error();
-    return internal::RpcReplyEnd{nullptr, std::make_unique<SpscProducer>(std::move(p).value())};
+    return internal::RpcReplyEnd{nullptr, std::make_unique<SpscProducer>(std::move(p).value()),
+                                 [dir, name] { (void)Segment::Remove(dir, name); }};
   };
   return internal::AssembleRpcServer(nullptr, std::move(requests).value(), std::string(service),
                                      std::move(open), options);

@@ -21,8 +21,8 @@
 // reused), consumes it, and removes it when it is destroyed. The server attaches to a
 // client's reply ring as its producer the first time it sees one of its requests and
 // keeps it (one cache entry per client), dropping it once that client has gone (its
-// consumer is no longer attached, or the ring was deleted), checked at every reply and
-// once a second.
+// consumer is no longer attached), checked at every reply and once a second; at that
+// once-a-second check it also deletes the ring, for a client killed before it could.
 //
 // Why a ring per client rather than one shared reply ring: a response then has exactly
 // one possible reader, so a slow or dead client never blocks the others' answers, and no
@@ -297,6 +297,7 @@ namespace internal {
 struct RpcReplyEnd {
   std::shared_ptr<void> keepalive;  // first: let go after the producer has detached
   std::unique_ptr<SpscProducer> producer;
+  std::function<void()> remove;  // deletes the ring (its client died without doing so)
 };
 using RpcReplyOpener = std::function<Result<RpcReplyEnd>(const std::string& name)>;
 
