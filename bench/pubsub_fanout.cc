@@ -199,15 +199,8 @@ bool Run(const shmd::ShmDir& dir, TopicPolicy policy, int size, int subs, int me
     fds.push_back(p[0]);
   }
   // Wait for every subscriber to join (each starts at `published`: it must not miss any).
-  auto live = [&] {
-    int n = 0;
-    for (const auto& slot : pub->ring().segment().endpoints().slots) {
-      n += slot.state.load() == static_cast<uint32_t>(shmd::layout::EndpointState::kLive) &&
-           slot.role.load() == static_cast<uint32_t>(shmd::layout::EndpointRole::kSubscriber);
-    }
-    return n;
-  };
-  for (auto end = std::chrono::steady_clock::now() + 10s; live() < subs;) {
+  for (auto end = std::chrono::steady_clock::now() + 10s;
+       pub->subscribers() < static_cast<uint32_t>(subs);) {
     if (std::chrono::steady_clock::now() > end) return false;
     std::this_thread::sleep_for(1ms);
   }

@@ -111,15 +111,6 @@ pid_t StartSubscriber(const Options& o, const char* self, const std::string& nam
   return posix_spawn(&child, self, nullptr, nullptr, argv.data(), environ) == 0 ? child : -1;
 }
 
-uint32_t Subscribers(const shmd::Publisher& pub) {
-  uint32_t n = 0;
-  for (const auto& slot : pub.ring().segment().endpoints().slots) {
-    n += slot.state.load() == static_cast<uint32_t>(shmd::layout::EndpointState::kLive) &&
-         slot.role.load() == static_cast<uint32_t>(shmd::layout::EndpointRole::kSubscriber);
-  }
-  return n;
-}
-
 int Publish(const Options& o, const char* self, shmd::Client& client) {
   const std::string name = "news-" + std::to_string(getpid());
   Must(shmd::CreateTopic(
@@ -140,7 +131,7 @@ int Publish(const Options& o, const char* self, shmd::Client& client) {
       }
       children.push_back(child);
     }
-    for (auto end = std::chrono::steady_clock::now() + 20s; Subscribers(pub) < 3;) {
+    for (auto end = std::chrono::steady_clock::now() + 20s; pub.subscribers() < 3;) {
       if (std::chrono::steady_clock::now() > end) {
         std::fprintf(stderr, "publisher: the subscribers did not join\n");
         return 1;

@@ -56,17 +56,6 @@ uint32_t SizeOf(uint64_t seq, uint32_t max) {
   return std::max<uint32_t>(8, shmd::testing::PatternSize(kStream, seq, max));
 }
 
-uint32_t LiveSubscribers(const shmd::Segment& segment) {
-  uint32_t n = 0;
-  for (const auto& slot : segment.endpoints().slots) {
-    if (slot.state.load() == static_cast<uint32_t>(shmd::layout::EndpointState::kLive) &&
-        slot.role.load() == static_cast<uint32_t>(shmd::layout::EndpointRole::kSubscriber)) {
-      ++n;
-    }
-  }
-  return n;
-}
-
 template <class Pred>
 bool WaitUntil(Pred&& pred, std::chrono::milliseconds timeout) {
   const auto end = Clock::now() + timeout;
@@ -82,7 +71,7 @@ int Publish(const shmd::ShmDir& dir, const std::string& topic, uint64_t count, u
             const std::string& half_file) {
   auto pub = shmd::Publisher::Open(dir, topic);
   if (!pub.ok()) return Fail(pub.error().message());
-  if (!WaitUntil([&] { return LiveSubscribers(pub->ring().segment()) >= subs; }, 20s)) {
+  if (!WaitUntil([&] { return pub->subscribers() >= subs; }, 20s)) {
     return Fail("fewer than " + std::to_string(subs) + " subscribers after 20 s");
   }
   Say("start");

@@ -68,6 +68,7 @@ TEST(TopicTest, EverySubscriberGetsWhatWasPublishedAfterItJoined) {
   auto late = Subscriber::Open(dir, "news");
   ASSERT_TRUE(late.ok());
   EXPECT_EQ(late->cursor(), 1u);
+  EXPECT_EQ(pub->subscribers(), 2u);
   ASSERT_EQ(pub->Publish("two"), Status::kOk);
   EXPECT_EQ(pub->published(), 2u);
   std::vector<std::byte> buffer(32);

@@ -65,6 +65,17 @@ Result<Publisher> Publisher::Open(const ShmDir& dir, std::string_view name,
   return Assemble(nullptr, std::move(ring).value());
 }
 
+uint32_t Publisher::subscribers() const {
+  uint32_t n = 0;
+  for (const layout::EndpointSlot& slot : ring_.segment().endpoints().slots) {
+    n += slot.state.load(std::memory_order_acquire) ==
+             static_cast<uint32_t>(layout::EndpointState::kLive) &&
+         slot.role.load(std::memory_order_relaxed) ==
+             static_cast<uint32_t>(layout::EndpointRole::kSubscriber);
+  }
+  return n;
+}
+
 Status Publisher::Publish(std::span<const std::byte> message, Nanos timeout) noexcept {
   // A lossy ring never reports kFull, so SendFor never reads the clock there.
   return timeout <= Nanos::zero() ? ring_.TrySend(message) : ring_.SendFor(message, timeout);

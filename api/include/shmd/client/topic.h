@@ -111,6 +111,9 @@ class Publisher {
 
   // Messages published on this topic so far (by every publisher it has had).
   uint64_t published() const { return ring_.published(); }
+  // Subscribers attached right now (live endpoints; a dead one counts until cleared).
+  // A publisher that must not start before its audience has joined waits for this.
+  uint32_t subscribers() const;
   uint32_t max_message() const { return ring_.max_message(); }
   uint64_t depth() const { return ring_.slot_count(); }
   TopicPolicy policy() const { return ring_.policy(); }
