@@ -84,6 +84,14 @@ void SleepOnAll(std::vector<FutexWaitv>& waiters, Nanos slice, size_t* round_rob
                   &ts);
 }
 
+}  // namespace
+
+void internal::SetFutexWaitvDisabledForTesting(bool disabled) {
+  g_no_futex_waitv.store(disabled, std::memory_order_relaxed);
+}
+
+namespace {
+
 // Asks peer_gone() (one thread at a time per source) and caches the answer.
 void RefreshGone(WaitSet::Entry& e) {
   if (!e.source.peer_gone) return;
@@ -358,9 +366,9 @@ void WaitSet::Notifier() {
     Status s = Run(sources, generation, Clock::time_point::max(), spin, &events);
     if (s != Status::kOk) continue;  // the set changed: new snapshot
     armed_.store(false, std::memory_order_relaxed);
+    notifications_.fetch_add(1, std::memory_order_relaxed);  // counted before the loop sees it
     const uint64_t one = 1;
     (void)!write(fd, &one, sizeof one);  // EAGAIN only at a counter of 2^64 - 2: still readable
-    notifications_.fetch_add(1, std::memory_order_relaxed);
   }
 }
 

@@ -121,6 +121,7 @@ TEST(WaitSetProcessTest, SixtyFourRingsThroughWait) {
   rings.AddTo(set);
   const uint64_t messages = Scaled(3000);
   Producers producers(dir, messages);
+  ASSERT_FALSE(::testing::Test::HasFailure()) << "a producer did not start";
   std::vector<WaitEvent> events;
   const auto deadline = std::chrono::steady_clock::now() + 120s;
   while (set.size() > 0 && std::chrono::steady_clock::now() < deadline) {
@@ -146,6 +147,7 @@ TEST(WaitSetProcessTest, SixtyFourRingsThroughPollOnTheNotifyFd) {
   const int fd = Must(set.NotifyFd());
   const uint64_t messages = Scaled(3000);
   Producers producers(dir, messages);
+  ASSERT_FALSE(::testing::Test::HasFailure()) << "a producer did not start";
   std::vector<WaitEvent> events;
   const auto deadline = std::chrono::steady_clock::now() + 120s;
   uint64_t wakeups = 0;
@@ -181,6 +183,7 @@ TEST(WaitSetProcessTest, ProducerKilledMidStreamIsReportedGone) {
   rings.AddTo(set);
   // Far more than it can send before the kill: it is killed while sending.
   auto peer = StartPeer(dir, 0, kCount, 100000000, 99, "exit");
+  ASSERT_FALSE(::testing::Test::HasFailure()) << "the producer did not start";
   std::vector<WaitEvent> events;
   auto deadline = std::chrono::steady_clock::now() + 60s;
   uint64_t total = 0;

@@ -392,6 +392,35 @@ TEST_F(WaitSetTest, NotifyFdIsReadableUntilRearmed) {
   EXPECT_TRUE(events.at(0).peer_gone);
 }
 
+// As on a kernel older than 5.16: one word at a time, short slices, re-polling every source.
+TEST_F(WaitSetTest, WorksWithoutFutexWaitv) {
+  internal::SetFutexWaitvDisabledForTesting(true);
+  struct Restore {
+    ~Restore() { internal::SetFutexWaitvDisabledForTesting(false); }
+  } restore;
+  Make(8);
+  WaitSet set;
+  AddAll(set);
+  std::vector<WaitEvent> events;
+  EXPECT_EQ(set.Wait(20ms, &events), Status::kTimeout);
+  std::thread sender([&] {
+    std::this_thread::sleep_for(30ms);
+    Send(6, "six");  // not the word the set happens to sleep on, most of the time
+  });
+  ASSERT_EQ(set.Wait(10s, &events), Status::kOk);
+  sender.join();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].tag, 6u);
+  EXPECT_EQ(Drain(6), 1);
+  const int fd = Must(set.NotifyFd());
+  EXPECT_FALSE(Readable(fd, 20ms));
+  Send(3, "three");
+  ASSERT_TRUE(Readable(fd, 10s));
+  EXPECT_EQ(Drain(3), 1);
+  set.Rearm();
+  EXPECT_FALSE(Readable(fd, 20ms));
+}
+
 TEST_F(WaitSetTest, DestructorJoinsTheNotifierPromptly) {
   Make(2);
   for (int armed = 0; armed < 2; ++armed) {

@@ -109,6 +109,11 @@ struct WaitEvent {
   bool closed = false;     // the object was deleted
 };
 
+namespace internal {
+// For tests: behave as on a kernel without futex_waitv (the ENOSYS fallback), or not.
+void SetFutexWaitvDisabledForTesting(bool disabled);
+}  // namespace internal
+
 class WaitSet {
  public:
   // futex_waitv's limit (FUTEX_WAITV_MAX, 128) minus the set's own word.
