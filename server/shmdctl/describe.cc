@@ -67,6 +67,11 @@ std::string Details(const v1::Ring& ring) {
   f.Add("capacity", BytesExact(ring.capacity_bytes()));
   f.Add("largest message", BytesExact(ring.max_message_bytes()));
   if (ring.kind() != v1::RING_KIND_SPSC) f.Add("slots", std::to_string(ring.slot_count()));
+  if (ring.kind() == v1::RING_KIND_BROADCAST) {
+    f.Add("policy", ring.policy() == v1::BROADCAST_POLICY_LOSSLESS
+                        ? "lossless (the producer waits for the slowest subscriber)"
+                        : "lossy (slow subscribers are lapped)");
+  }
   f.Add("mode", Mode(ring.mode()));
   f.Add("used", BytesExact(u.used_bytes()) + ", " + Percent(u.used_bytes(), ring.capacity_bytes()));
   f.Add("messages written", std::to_string(u.messages_written()));

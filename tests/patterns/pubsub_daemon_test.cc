@@ -47,6 +47,10 @@ TEST_F(PubSubDaemonTest, LosslessTopicThroughTheDaemonReportsItsPolicyAndBackPre
   EXPECT_EQ(ring->policy(), v1::BROADCAST_POLICY_LOSSLESS);
   EXPECT_EQ(ring->slot_count(), 8u);
   EXPECT_EQ(ring->max_message_bytes(), 100u);
+  auto listed = client_->ListRings();
+  ASSERT_TRUE(listed.ok()) << listed.error().message();
+  ASSERT_EQ(listed->rings_size(), 1);
+  EXPECT_EQ(listed->rings(0).policy(), v1::BROADCAST_POLICY_LOSSLESS);
 
   auto pub = Publisher::Open(*client_, "news", {.sleep_slice = 2ms});
   ASSERT_TRUE(pub.ok()) << pub.error().message();
