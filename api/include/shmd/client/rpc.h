@@ -57,6 +57,13 @@
 // (Reply copies the bytes once; ReplyInPlace lets the handler write in place) and copied
 // out once by the client into its RpcResponse, whose buffer is reused across calls.
 //
+// Memory ordering: none of its own. Every byte of a request or response travels through
+// a ring's publication (mpmc_ring.h (A)/(B), spsc_ring.h (A)/(B)); the headers are
+// written before the commit that publishes them and read after the peek that acquires
+// them. The only other shared reads (the server's look at the MPMC positions while no
+// client is attached, the endpoint tables for liveness) decide whether to look again,
+// never what to read.
+//
 // Thread safety: an RpcClient is used by one thread at a time (it may have many calls in
 // flight); an RpcServer and its RpcRequests by one thread at a time. Use one RpcClient
 // per thread for concurrent callers: each has its own reply ring.
@@ -221,7 +228,8 @@ class RpcClient {
 
 class RpcServer;
 
-// A request taken by RpcServer::Next, with its payload copied out of the ring.
+// A request taken by RpcServer::Next, with its payload copied out of the ring. It answers
+// through its server: it must not outlive it.
 class RpcRequest {
  public:
   std::span<const std::byte> bytes() const { return {payload_.data(), size_}; }
