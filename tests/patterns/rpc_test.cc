@@ -45,7 +45,9 @@ class RpcTest : public ::testing::Test {
   }
   void StopServer() {
     stop_ = true;
-    if (thread_.joinable()) thread_.join();
+    if (!thread_.joinable()) return;
+    thread_.join();
+    EXPECT_EQ(serve_status_, Status::kOk) << StatusName(serve_status_);
   }
   void TearDown() override { StopServer(); }
   RpcClient NewClient(RpcClientOptions options = {}) {
