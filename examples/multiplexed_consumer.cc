@@ -144,7 +144,21 @@ int Consume(const Options& o, const char* self) {
         break;
       }
       pollfd p{fd, POLLIN, 0};
-      if (poll(&p, 1, 1000) <= 0) continue;          // a real loop would watch more fds here
+      if (poll(&p, 1, 1000) <= 0) {  // a real loop would watch more fds here
+        // Idle for a second: a producer that failed before attaching would never be
+        // reported gone (the ring never had it), so look at the children too.
+        for (size_t k = 0; k < children.size(); ++k) {
+          int status = 0;
+          if (children[k] > 0 && waitpid(children[k], &status, WNOHANG) == children[k]) {
+            children[k] = -1;  // reaped
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+              std::fprintf(stderr, "consumer: producer %zu failed\n", k);
+              rc = 1;
+            }
+          }
+        }
+        continue;
+      }
       (void)set.Wait(shmd::Nanos::zero(), &events);  // which rings? (no sleep)
       for (const shmd::WaitEvent& e : events) {
         const auto k = static_cast<int>(e.tag);
@@ -175,6 +189,7 @@ int Consume(const Options& o, const char* self) {
     }
     std::fflush(stdout);
     for (pid_t child : children) {
+      if (child < 0) continue;  // reaped above
       int status = 0;
       if (rc != 0) kill(child, SIGTERM);
       waitpid(child, &status, 0);

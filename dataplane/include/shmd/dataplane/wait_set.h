@@ -34,18 +34,24 @@
 // Wait() does; when a source is readable, gone or closed it makes the eventfd readable
 // and stops looking until the user re-arms:
 //
-//     poll/epoll says the fd is readable -> drain every source with TryReceive
-//       (reading the eventfd is optional) -> Rearm() -> back to poll.
+//     poll/epoll says the fd is readable -> Wait(Nanos::zero(), &events) says which
+//       sources (it never sleeps) -> drain them with TryReceive, Remove the gone ones
+//       -> Rearm() -> back to poll.                    (reading the eventfd is optional)
 //
 // Rearm() clears the eventfd and makes the thread re-check every source at once, so a
 // message that arrived during the drain makes the fd readable again: nothing is missed.
+// Level-triggered like the rest: a gone or closed source left in the set makes the fd
+// readable again right after every Rearm (as POLLHUP would), so remove it.
 // Why a thread and not an eventfd the producer writes: no producer-side change (a
 // producer publishes with a store and a load, never a syscall, unless someone sleeps), no
 // descriptor passing (SCM_RIGHTS through the daemon), works in embedded mode and across
 // pid namespaces, and the set already knows how to sleep on shared words. The price is
 // one more thread wake-up (futex wake of the thread, then the eventfd write waking the
-// loop) per notification, paid only when the loop was idle; bench/wait_set_wake measures
-// it.
+// loop) per notification, paid only when the loop was idle. bench/wait_set_wake, on 2
+// shared cores (other builds running), send to receive of a sleeping consumer, p50/p99:
+// blocking Receive 12/38 us; Wait on 1 ring 13/43 us, on 64 rings 24/51 us; poll on the
+// notify fd, 1 ring 22-24/48-66 us, 64 rings 34/67-80 us. So the fd costs about 10 us
+// more than Wait, and Wait on 64 rings about 10 us more than on one.
 //
 // Thread safety. Add, Remove, Rearm, NotifyFd and size may be called from any thread,
 // concurrently with each other and with Wait. Wait is called by one thread at a time (it
@@ -135,8 +141,9 @@ class WaitSet {
 
   // Fills *out (cleared first) with one event per source that is readable, gone or
   // closed, in the order the sources were added; kOk if there is at least one, kTimeout
-  // once `timeout` passed (Nanos::max(): no limit; zero: check once, never sleep).
-  // kInvalidArgument if out is null.
+  // once `timeout` passed (Nanos::max(): no limit; zero: check once, never sleep: then
+  // peer_gone is the last answer the set got, by this call or the notifier thread, and
+  // only a source already gone is asked again). kInvalidArgument if out is null.
   Status Wait(Nanos timeout, std::vector<WaitEvent>* out);
 
   // The eventfd described above (the same one on every call; the set owns it: never
