@@ -23,7 +23,9 @@ class PubSubDaemonTest : public ::testing::Test {
   void SetUp() override {
     std::string why;
     ASSERT_TRUE(daemon_.Start(&why)) << why;
-    auto client = Client::Connect({.target = daemon_.target()});
+    ClientOptions options;
+    options.target = daemon_.target();
+    auto client = Client::Connect(options);
     ASSERT_TRUE(client.ok()) << client.error().message();
     client_ = std::make_unique<Client>(std::move(client).value());
   }
