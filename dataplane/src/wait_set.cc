@@ -472,12 +472,14 @@ Result<WaitSource> WaitSourceOf(const BroadcastSubscriber& subscriber) {
   WaitSource source;
   source.word = &control->data_ready;
   source.readable = [control, cursor] {
-    // The subscriber mirrors its cursor into its endpoint slot at every advance (relaxed,
-    // single writer); `published` is stored with release after each message's slot is
-    // done. published > cursor: TryReceive has a message (or kLapped) to return. Read on
-    // another thread than the subscriber's the cursor may lag: a brief false "readable".
+    // The subscriber mirrors its cursor into its endpoint slot at every advance (single
+    // writer; a release store, which the lossless producer's acquire pairs with; here the
+    // value is all that matters). `published` is stored with release after each message's
+    // slot is done: published > cursor means TryReceive has a message (or kLapped) to
+    // return. Read on another thread than the subscriber's, the cursor may lag: a brief
+    // false "readable", never a missed one (the cursor only grows).
     return control->published.load(std::memory_order_acquire) >
-           cursor->load(std::memory_order_relaxed);
+           cursor->load(std::memory_order_acquire);
   };
   auto peer = std::make_shared<ExclusivePeer>();
   peer->watch = PeerWatch(segment.get(), layout::EndpointRole::kProducer);

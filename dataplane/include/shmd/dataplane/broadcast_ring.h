@@ -230,7 +230,7 @@ class BroadcastSubscriber {
   const Segment& segment() const { return *segment_; }
   // The mapping itself, for whoever must keep it alive past this handle (wait_set.h).
   const std::shared_ptr<Segment>& shared_segment() const { return segment_; }
-  // The endpoint slot whose `cursor` mirrors cursor() (relaxed, at every advance).
+  // The endpoint slot whose `cursor` mirrors cursor() (stored at every advance).
   uint32_t endpoint_slot() const { return slot_; }
 
  private:
