@@ -15,6 +15,27 @@ Nanos Bounded(Nanos timeout) { return std::min<Nanos>(timeout, std::chrono::hour
 // A block record's payload: the frame, then the descriptor.
 constexpr uint32_t kBlockRecordPayload = sizeof(ChannelFrame) + sizeof(layout::BlockDescriptor);
 
+// Either end, embedded: its ring handle and a pool handle on the two mapped objects...
+template <class End, class RingHandle>
+Result<End> AttachEnd(std::shared_ptr<Segment> ring, std::shared_ptr<Segment> pool,
+                      const WaitOptions& wait) {
+  Result<RingHandle> handle = RingHandle::Attach(std::move(ring), wait);
+  if (!handle.ok()) return handle.error();
+  Result<BlockPool> blocks = BlockPool::Attach(std::move(pool), wait);
+  if (!blocks.ok()) return blocks.error();
+  return End::Assemble(nullptr, std::move(handle).value(), std::move(blocks).value());
+}
+
+// ...and the two objects of channel `name` in `dir`, mapped.
+template <class End>
+Result<End> OpenEnd(const ShmDir& dir, std::string_view name, const WaitOptions& wait) {
+  auto ring = OpenShared(dir, ChannelRingName(name), layout::ObjectKind::kSpscRing);
+  if (!ring.ok()) return ring.error();
+  auto pool = OpenShared(dir, ChannelPoolName(name), layout::ObjectKind::kBlockPool);
+  if (!pool.ok()) return pool.error();
+  return End::Attach(std::move(ring).value(), std::move(pool).value(), wait);
+}
+
 }  // namespace
 
 std::string ChannelRingName(std::string_view name) { return std::string(name); }
@@ -117,20 +138,12 @@ Result<ChannelSender> ChannelSender::Assemble(std::shared_ptr<void> keepalive, S
 Result<ChannelSender> ChannelSender::Attach(std::shared_ptr<Segment> ring,
                                             std::shared_ptr<Segment> pool,
                                             const WaitOptions& wait) {
-  Result<SpscProducer> producer = SpscProducer::Attach(std::move(ring), wait);
-  if (!producer.ok()) return producer.error();
-  Result<BlockPool> blocks = BlockPool::Attach(std::move(pool), wait);
-  if (!blocks.ok()) return blocks.error();
-  return Assemble(nullptr, std::move(producer).value(), std::move(blocks).value());
+  return AttachEnd<ChannelSender, SpscProducer>(std::move(ring), std::move(pool), wait);
 }
 
 Result<ChannelSender> ChannelSender::Open(const ShmDir& dir, std::string_view name,
                                           const WaitOptions& wait) {
-  auto ring = OpenShared(dir, ChannelRingName(name), layout::ObjectKind::kSpscRing);
-  if (!ring.ok()) return ring.error();
-  auto pool = OpenShared(dir, ChannelPoolName(name), layout::ObjectKind::kBlockPool);
-  if (!pool.ok()) return pool.error();
-  return Attach(std::move(ring).value(), std::move(pool).value(), wait);
+  return OpenEnd<ChannelSender>(dir, name, wait);
 }
 
 Status ChannelSender::Loan(uint32_t size, ChannelLoan* out, Nanos timeout) noexcept {
@@ -233,20 +246,12 @@ Result<ChannelReceiver> ChannelReceiver::Assemble(std::shared_ptr<void> keepaliv
 Result<ChannelReceiver> ChannelReceiver::Attach(std::shared_ptr<Segment> ring,
                                                 std::shared_ptr<Segment> pool,
                                                 const WaitOptions& wait) {
-  Result<SpscConsumer> consumer = SpscConsumer::Attach(std::move(ring), wait);
-  if (!consumer.ok()) return consumer.error();
-  Result<BlockPool> blocks = BlockPool::Attach(std::move(pool), wait);
-  if (!blocks.ok()) return blocks.error();
-  return Assemble(nullptr, std::move(consumer).value(), std::move(blocks).value());
+  return AttachEnd<ChannelReceiver, SpscConsumer>(std::move(ring), std::move(pool), wait);
 }
 
 Result<ChannelReceiver> ChannelReceiver::Open(const ShmDir& dir, std::string_view name,
                                               const WaitOptions& wait) {
-  auto ring = OpenShared(dir, ChannelRingName(name), layout::ObjectKind::kSpscRing);
-  if (!ring.ok()) return ring.error();
-  auto pool = OpenShared(dir, ChannelPoolName(name), layout::ObjectKind::kBlockPool);
-  if (!pool.ok()) return pool.error();
-  return Attach(std::move(ring).value(), std::move(pool).value(), wait);
+  return OpenEnd<ChannelReceiver>(dir, name, wait);
 }
 
 Status ChannelReceiver::Next(MessageView* view, Nanos timeout) noexcept {
