@@ -8,6 +8,7 @@
 //     the message after it (LargeMessage::lost_before). Modes:
 //       steady       reads and releases as fast as it can
 //       leave N      leaves after N messages (prints "left")
+//       leaveheld N  the same, holding all N messages (unreleased) when it leaves
 //       stall FILE   holds its first message, reads nothing more until FILE exists
 //                    (polled, up to 20 s), then reads on as steady
 //       hold K       keeps K messages without releasing them, prints "holding", and
@@ -79,9 +80,10 @@ int main(int argc, char** argv) {
         !bad.empty()) {
       Fail(bad);
     }
-    if (mode == "leave" && sub.received() == std::stoull(arg)) {
+    if (mode == "leaveheld") held.push_back(std::move(m));
+    if ((mode == "leave" || mode == "leaveheld") && sub.received() == std::stoull(arg)) {
       m.Release();
-      sub.Leave();
+      sub.Leave();  // leaveheld: with every message still held (the reaper drops them)
       Say("left");
       break;
     }

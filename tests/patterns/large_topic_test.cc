@@ -151,6 +151,31 @@ TEST(LargeTopicTest, RejectsBadSpecs) {
   EXPECT_EQ(dir.CountFiles(), 0);
 }
 
+TEST(LargeTopicTest, SubscriberTableFillsAndEmpties) {
+  TestDir dir;
+  ASSERT_TRUE(CreateLargeTopic(dir, kTopic, Spec(layout::BroadcastPolicy::kLossy, 4, 8)).ok());
+  const int files = dir.CountFiles();
+  {
+    std::vector<LargeSubscriber> subs;
+    for (uint32_t i = 0; i < kLargeTopicMaxSubscribers; ++i) {
+      auto sub = LargeSubscriber::Join(dir, kTopic);
+      ASSERT_TRUE(sub.ok()) << sub.error().message();
+      subs.push_back(std::move(sub).value());
+    }
+    auto extra = LargeSubscriber::Join(dir, kTopic);
+    ASSERT_FALSE(extra.ok());
+    EXPECT_EQ(extra.error().code(), ErrorCode::kBusy);
+    EXPECT_EQ(dir.CountFiles(), files + static_cast<int>(kLargeTopicMaxSubscribers));
+    LargeMessage m;
+    EXPECT_EQ(subs[0].Receive(&m, 0s), Status::kEmpty);  // no publisher yet
+    subs[0].Leave();
+    EXPECT_EQ(subs[0].Receive(&m, 0s), Status::kInvalidArgument);
+    EXPECT_TRUE(LargeSubscriber::Join(dir, kTopic).ok());  // its entry is free again
+  }  // with no publisher, each leaver removes its own ring
+  EXPECT_EQ(dir.CountFiles(), files);
+  EXPECT_TRUE(RemoveLargeTopic(dir, kTopic).ok());
+}
+
 TEST(LargeTopicTest, ThreeSubscribersGetEveryMessageInPlace) {
   TestDir dir;
   constexpr uint32_t kBig = 1 << 20;
@@ -184,15 +209,18 @@ TEST(LargeTopicTest, SubscribersJoinAndLeaveMidStream) {
   const uint64_t leave_after = n / 4;
   Sub steady = Spawn(dir, "steady");
   Sub leaver = Spawn(dir, "leave", std::to_string(leave_after));
+  Sub held_leaver = Spawn(dir, "leaveheld", "3");
   auto opened = LargePublisher::Open(dir, kTopic);
   ASSERT_TRUE(opened.ok()) << opened.error().message();
   std::optional<LargePublisher> pub(std::move(opened).value());
   for (uint64_t i = 0; i < n / 2; ++i) ASSERT_EQ(PublishNext(*pub, kMax, 10s), Status::kOk) << i;
-  ASSERT_FALSE(leaver.process->WaitForLine("left", 20s).empty()) << leaver.process->Output();
+  for (Sub* s : {&leaver, &held_leaver}) {
+    ASSERT_FALSE(s->process->WaitForLine("left", 20s).empty()) << s->process->Output();
+  }
   Sub joiner = Spawn(dir, "steady");
   for (uint64_t i = n / 2; i < n; ++i) ASSERT_EQ(PublishNext(*pub, kMax, 10s), Status::kOk) << i;
   pub->CheckSubscribers();
-  EXPECT_EQ(pub->reaped(), 1u);  // the leaver, cleaned up by the publisher
+  EXPECT_EQ(pub->reaped(), 2u);  // the leavers, cleaned up by the publisher
   EXPECT_EQ(pub->subscribers(), 2u);
   pub.reset();  // the publisher leaves
   Done d = Finish(steady);
@@ -201,8 +229,10 @@ TEST(LargeTopicTest, SubscribersJoinAndLeaveMidStream) {
   EXPECT_EQ(j.first, n / 2);  // everything published after it joined, nothing before
   EXPECT_EQ(j.received, n - n / 2);
   EXPECT_EQ(j.lost, 0u);
-  const int status = leaver.process->Wait(20s);
-  EXPECT_TRUE(testing::ExitedWith(status, 0)) << leaver.process->Output();
+  for (Sub* s : {&leaver, &held_leaver}) {
+    const int status = s->process->Wait(20s);
+    EXPECT_TRUE(testing::ExitedWith(status, 0)) << s->process->Output();
+  }
   EXPECT_EQ(BlocksInUse(dir), 0u);
   EXPECT_TRUE(RemoveLargeTopic(dir, kTopic).ok());
   EXPECT_EQ(dir.CountFiles(), 0);

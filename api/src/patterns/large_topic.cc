@@ -283,6 +283,9 @@ Result<LargePublisher> LargePublisher::Open(const ShmDir& dir, std::string_view 
                                             const WaitOptions& wait) {
   auto shared = OpenTopic(dir, name, wait);
   if (!shared.ok()) return shared.error();
+  // A previous publisher that died with a block loaned still owns it: clearing its pool
+  // endpoint returns it (blocks in transit stay with their subscribers).
+  ClearDeadEndpoints((*shared)->pool->segment());
   LargePublisher publisher(std::move(shared).value(), wait);
   publisher.Rescan();  // also reaps what a previous publisher left to reap
   return publisher;
@@ -400,6 +403,7 @@ bool LargePublisher::ConsumerAlive(Sink& sink) noexcept {
 
 uint32_t LargePublisher::CheckSubscribers() noexcept {
   const uint64_t before = reaped_;
+  ClearDeadEndpoints(shared_->pool->segment());
   seen_generation_ = ~uint64_t{0};
   Rescan();
   for (uint32_t e = 0; e < kLargeTopicMaxSubscribers; ++e) {
