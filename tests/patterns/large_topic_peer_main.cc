@@ -15,6 +15,9 @@
 //                    sleeps until killed
 //     Ends with "done received=R lost=L gaps=G first=F last=S" (exit 0), or "error ..."
 //     (exit 1). Every wait is bounded (20 s).
+//   large_topic_peer DIR NS TOPIC MAX publish N
+//     Publishes N messages (the same pattern; lossless waits up to 20 s), then loans one
+//     more block and keeps it, prints "published" and sleeps until killed.
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -36,6 +39,25 @@ using shmd::testing::Say;
 constexpr uint64_t kStream = shmd::testing::kLargeStream;
 constexpr auto kPatience = 20s;
 
+// publish N: N messages, then a loan it never publishes; "published", sleeps until killed.
+int Publish(const shmd::ShmDir& dir, const std::string& topic, uint32_t max, uint64_t n) {
+  shmd::LargePublisher pub = shmd::testing::Must(shmd::LargePublisher::Open(dir, topic));
+  shmd::LargeLoan loan;
+  for (uint64_t i = 0; i < n; ++i) {
+    if (Status s = pub.Loan(&loan, kPatience); s != Status::kOk) Fail("loan failed");
+    const uint64_t seq = pub.published();
+    const uint32_t size = shmd::testing::LargePatternSize(seq, max);
+    shmd::testing::FillPattern(kStream, seq, loan.bytes().first(size));
+    if (Status s = pub.Publish(loan, size, kPatience); s != Status::kOk) {
+      Fail(std::string("publish: ") + shmd::StatusName(s));
+    }
+  }
+  if (pub.Loan(&loan, kPatience) != Status::kOk) Fail("last loan failed");
+  Say("published");
+  std::this_thread::sleep_for(60s);
+  Fail("not killed");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -46,6 +68,7 @@ int main(int argc, char** argv) {
   const std::string mode = argv[5];
   const std::string arg = argc > 6 ? argv[6] : "";
 
+  if (mode == "publish") return Publish(dir, topic, max, std::stoull(arg));
   shmd::LargeSubscriber sub = shmd::testing::Must(shmd::LargeSubscriber::Join(dir, topic));
   Say("ready " + std::to_string(sub.id()));
   const uint8_t* pool_begin = sub.pool_segment().base();

@@ -339,5 +339,48 @@ TEST(LargeTopicTest, KilledSubscriberHoldingMessagesIsReaped) {
   EXPECT_EQ(dir.CountFiles(), 0);
 }
 
+TEST(LargeTopicTest, KilledPublisherIsReplaced) {
+  TestDir dir;
+  ASSERT_TRUE(CreateLargeTopic(dir, kTopic, Spec(layout::BroadcastPolicy::kLossless, 4, 8)).ok());
+  auto joined = LargeSubscriber::Join(dir, kTopic);
+  ASSERT_TRUE(joined.ok()) << joined.error().message();
+  LargeSubscriber& sub = *joined;
+  constexpr uint64_t kFirst = 3;  // fits in the depth: the peer never waits for us
+  PeerProcess publisher({SHMD_LARGE_TOPIC_PEER, dir.dir().path, dir.dir().ns, kTopic,
+                         std::to_string(kMax), "publish", std::to_string(kFirst)});
+  ASSERT_FALSE(publisher.WaitForLine("published", 20s).empty()) << publisher.Output();
+  publisher.Kill(SIGKILL);
+  publisher.Wait(10s);
+  LargeMessage m;
+  for (uint64_t i = 0; i < kFirst; ++i) {
+    ASSERT_EQ(sub.Receive(&m, 10s), Status::kOk);
+    EXPECT_EQ(m.sequence(), i);
+    EXPECT_EQ(testing::CheckPattern(testing::kLargeStream, i, testing::LargePatternSize(i, kMax),
+                                    m.bytes()),
+              "");
+  }
+  EXPECT_EQ(sub.Receive(&m, 10s), Status::kPeerGone);  // drained, and its publisher died
+  {
+    // A new publisher takes over: the dead one's unpublished loan comes back to the pool.
+    auto pub = LargePublisher::Open(dir, kTopic);
+    ASSERT_TRUE(pub.ok()) << pub.error().message();
+    const uint64_t n = Scaled(100) + 5;
+    for (uint64_t i = kFirst; i < n; ++i) {
+      ASSERT_EQ(PublishNext(*pub, kMax, 10s), Status::kOk) << i;
+      ASSERT_EQ(sub.Receive(&m, 10s), Status::kOk) << i;
+      EXPECT_EQ(m.sequence(), i);
+      EXPECT_EQ(testing::CheckPattern(testing::kLargeStream, i, testing::LargePatternSize(i, kMax),
+                                      m.bytes()),
+                "");
+    }
+  }
+  m.Release();
+  EXPECT_EQ(sub.lost(), 0u);
+  sub.Leave();
+  EXPECT_EQ(BlocksInUse(dir), 0u);
+  EXPECT_TRUE(RemoveLargeTopic(dir, kTopic).ok());
+  EXPECT_EQ(dir.CountFiles(), 0);
+}
+
 }  // namespace
 }  // namespace shmd
