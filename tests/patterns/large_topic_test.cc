@@ -138,6 +138,9 @@ TEST(LargeTopicTest, RejectsBadSpecs) {
   EXPECT_FALSE(CreateLargeTopic(dir, kTopic, Spec(layout::BroadcastPolicy::kLossy, 4, 8)).ok());
   auto pub = LargePublisher::Open(dir, kTopic);
   ASSERT_TRUE(pub.ok());
+  auto second_publisher = LargePublisher::Open(dir, kTopic);
+  ASSERT_FALSE(second_publisher.ok());
+  EXPECT_EQ(second_publisher.error().code(), ErrorCode::kBusy);
   LargeLoan loan;
   ASSERT_EQ(pub->Loan(&loan), Status::kOk);
   LargeLoan second;

@@ -273,6 +273,7 @@ LargePublisher& LargePublisher::operator=(LargePublisher&& other) noexcept {
     sinks_ = std::move(other.sinks_);
     seen_generation_ = other.seen_generation_;
     loaned_ = std::exchange(other.loaned_, layout::kNilBlock);
+    table_slot_ = other.table_slot_;
     reaped_ = other.reaped_;
     wait_ = other.wait_;
   }
@@ -286,7 +287,13 @@ Result<LargePublisher> LargePublisher::Open(const ShmDir& dir, std::string_view 
   // A previous publisher that died with a block loaned still owns it: clearing its pool
   // endpoint returns it (blocks in transit stay with their subscribers).
   ClearDeadEndpoints((*shared)->pool->segment());
+  // One publisher at a time: the table's exclusive producer role (a dead holder is
+  // cleared by the claim).
+  Result<uint32_t> slot =
+      ClaimEndpoint(*(*shared)->table, layout::EndpointRole::kProducer, /*exclusive=*/true);
+  if (!slot.ok()) return slot.error();
   LargePublisher publisher(std::move(shared).value(), wait);
+  publisher.table_slot_ = *slot;
   publisher.Rescan();  // also reaps what a previous publisher left to reap
   return publisher;
 }
@@ -306,6 +313,7 @@ void LargePublisher::Close() noexcept {
     }
   }
   sinks_.clear();
+  ReleaseEndpoint(*shared_->table, table_slot_);
   shared_.reset();
 }
 
@@ -339,18 +347,23 @@ void LargePublisher::Rescan() noexcept {
     Sink& sink = sinks_[e];
     const uint32_t state = entry.state.load(std::memory_order_acquire);
     const uint64_t id = entry.id.load(std::memory_order_relaxed);
+    if (sink.ring && state == S(LargeEntryState::kLeaving) && id == sink.id) {
+      // Reap CASes the entry before our producer lets go, so the leaver (which saw our
+      // producer) never reaps itself: one reaper, deterministically us.
+      Reap(e, /*subscriber_dead=*/false);
+      continue;
+    }
     if (sink.ring && (state != S(LargeEntryState::kLive) || id != sink.id)) {
-      if (state == S(LargeEntryState::kLeaving) && id == sink.id) {
-        Reap(e, /*subscriber_dead=*/false);
-      } else {
-        sink = Sink{};  // reaped by someone else, maybe reused
-      }
+      // Not ours any more: reaped by someone else, and maybe taken by a new subscriber
+      // already (whose join may predate the generation we loaded: attach it now).
+      sink = Sink{};
+    }
+    if (sink.ring) continue;
+    if (state == S(LargeEntryState::kLeaving)) {
+      Reap(e, /*subscriber_dead=*/false);  // a leaver that saw us (or a dead predecessor)
       continue;
     }
-    if (sink.ring || state != S(LargeEntryState::kLive)) {
-      if (!sink.ring && state == S(LargeEntryState::kLeaving)) Reap(e, false);
-      continue;
-    }
+    if (state != S(LargeEntryState::kLive)) continue;
     auto segment = OpenShared(shared_->dir, LargeTopicRingName(shared_->name, id),
                               layout::ObjectKind::kSpscRing);
     if (!segment.ok()) continue;  // reaped meanwhile

@@ -20,9 +20,10 @@
 //
 // Objects behind topic "video" (embedded mode: files of a ShmDir):
 //   "video.blocks"    block pool: `blocks` blocks of max_message bytes (rounded to 64);
-//   "video.subs"      region: the subscriber table (LargeTopicTable below: magic, version,
-//                     generation, one entry per subscriber slot, a held-block bitmap per
-//                     slot, then one u32 reference count per block);
+//   "video.subs"      region: the subscriber table (layout::LargeTopicHeader below: magic,
+//                     version, geometry, generation; then one LargeEntry per subscriber
+//                     slot, a held-block bitmap per slot, and one u32 reference count per
+//                     block). Its endpoint table holds the publisher (exclusive role);
 //   "video.sub.<id>"  one SPSC ring per subscriber, made by that subscriber (consumer);
 //                     the publisher attaches as producer when it sees the entry (it
 //                     re-scans the table when the generation moved). Each record is a
@@ -46,11 +47,11 @@
 //
 // Leaving and dying. Join claims a table entry and bumps the generation; Leave (or the
 // destructor) marks it leaving. A dead subscriber is found by the publisher (the ring's
-// consumer endpoint, checked when it is at its bound and on every re-scan, and while a
-// lossless Publish or a Loan waits). Whoever reaps an entry (the publisher; or a leaving
-// subscriber when no live publisher is attached to its ring) drops one reference for each
-// descriptor left in its ring and for each block in the entry's held bitmap, removes the
-// ring and frees the entry. Window: a subscriber killed between clearing a block's held
+// consumer endpoint, checked for a subscriber at its bound at most once a sleep slice,
+// while a lossless Publish or a Loan waits, and by CheckSubscribers). Whoever reaps an entry (the
+// publisher; or a leaving subscriber when no live publisher is attached to its ring) drops one
+// reference for each descriptor left in its ring and for each block in the entry's held bitmap,
+// removes the ring and frees the entry. Window: a subscriber killed between clearing a block's held
 // bit and dropping its reference (two adjacent instructions in Release) leaks that block
 // until the topic is recreated. A leaving subscriber that sees a live publisher leaves
 // reaping to it; if that publisher dies first, the next publisher reaps at Open.
@@ -78,8 +79,24 @@
 //        a CAS kLeaving -> kReaping. (A store-load fence would do on the hardware, but
 //        the RMW is also what ThreadSanitizer understands.)
 //
+// Known limits (not handled yet):
+//   - A publisher killed inside Publish, after setting a block's count and before every
+//     descriptor went out, leaks that block (the count never reaches 0). A publisher
+//     killed with a loan in hand does not: the next publisher's Open clears its pool
+//     endpoint, which returns the loan.
+//   - A subscriber killed inside Join leaves its entry kClaiming (and maybe its ring
+//     file); a reaper killed inside a reap leaves the entry kReaping. Either entry stays
+//     taken until the topic is recreated (kLargeTopicMaxSubscribers bounds the damage).
+//   - A lossless Publish waits by polling the subscribers' counters (20 us growing to
+//     1 ms), not on a futex: fine for large messages, a latency cost for a woken waiter.
+//   - A dead subscriber is found by its pid (and start time) or its liveness lock, as for
+//     every endpoint (endpoints.h); a zombie nobody reaped looks alive.
+//   - Embedded mode only: no daemon-facing factory and no metrics of its own yet (the
+//     pool's and the rings' own counters are there, as for any object).
+//
 // Thread safety: a LargePublisher or LargeSubscriber is used by one thread at a time; one
-// publisher per topic at a time (a second one's ring attachments get kBusy). Messages
+// publisher per topic at a time (a second live one gets kBusy from Open; a dead one is
+// cleared). Messages
 // must be released (or destroyed) before their subscriber; a message outliving it is
 // inert (its Release does nothing, its bytes must not be read).
 #pragma once
@@ -239,6 +256,7 @@ class LargePublisher {
   std::vector<Sink> sinks_;  // by table entry
   uint64_t seen_generation_ = ~uint64_t{0};
   uint32_t loaned_ = layout::kNilBlock;
+  uint32_t table_slot_ = layout::kMaxEndpoints;  // the exclusive publisher endpoint
   uint64_t reaped_ = 0;
   WaitOptions wait_;
 };
