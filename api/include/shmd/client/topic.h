@@ -36,11 +36,11 @@
 // read what is left, Receive returns kPeerGone (a subscriber that has seen nothing yet
 // waits for a first publisher instead). kClosed: the topic was deleted.
 //
-// Not here (yet): zero-copy publishing. A subscriber reads a slot while the publisher
-// may be rewriting it (the seqlock in broadcast_ring.h), so every slot access is an atomic
-// word access; a loaned slot written with plain stores would be a data race. Zero copies
-// for large messages need a pool with per-block reference counts, which the pool does not
-// have.
+// Copies. A message is copied into its slot and out by each subscriber: a lapped
+// subscriber may read a slot while the publisher rewrites it (the seqlock), so every slot
+// access is an atomic word access, and a loaned slot written with plain stores would be a
+// data race. For large messages read in place by every subscriber (zero copies), use a
+// LargeTopic (large_topic.h: a block pool plus one descriptor ring per subscriber).
 //
 // Thread safety: a Publisher or a Subscriber is used by one thread at a time. One
 // Publisher per topic at a time (a second gets kBusy).
