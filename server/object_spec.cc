@@ -8,17 +8,19 @@
 namespace shmd::server {
 namespace {
 
-constexpr uint32_t kModeBits = 0666;  // nothing is executed: no x bits
+constexpr uint32_t kModeBits = 0666;             // nothing is executed: no x bits
 constexpr uint64_t kMaxSlotMessage = 16u << 20;  // as CheckSlotRingSpec allows
 
-Error Invalid(std::string message) { return Error(ErrorCode::kInvalidArgument, std::move(message)); }
+Error Invalid(std::string message) {
+  return Error(ErrorCode::kInvalidArgument, std::move(message));
+}
 
 Result<uint32_t> ModeOf(uint32_t mode) {
   if (mode == 0) return 0600u;
   if ((mode & ~kModeBits) != 0) {
     char buf[112];
-    std::snprintf(buf, sizeof buf,
-                  "mode %#o has bits other than read and write permissions (0666)", mode);
+    std::snprintf(buf, sizeof buf, "mode %#o has bits other than read and write permissions (0666)",
+                  mode);
     return Invalid(buf);
   }
   if ((mode & 0600) != 0600) {
@@ -52,14 +54,17 @@ Result<ObjectSpec> SpecFromRing(const v1::Ring& ring) {
   const uint64_t capacity = ring.capacity_bytes();
   const uint64_t max_message = ring.max_message_bytes();
   if (ring.policy() != v1::BROADCAST_POLICY_LOSSY && ring.kind() != v1::RING_KIND_BROADCAST) {
-    return Invalid("policy is for broadcast rings only (an spsc or mpmc producer always waits "
-                   "for room)");
+    return Invalid(
+        "policy is for broadcast rings only (an spsc or mpmc producer always waits "
+        "for room)");
   }
   switch (ring.kind()) {
     case v1::RING_KIND_SPSC: {
       if (capacity < 4096 || !std::has_single_bit(capacity) || capacity > (uint64_t{1} << 40)) {
-        return Invalid("capacity_bytes of an spsc ring must be a power of two from 4096 to 1 TiB; "
-                       "got " + std::to_string(capacity));
+        return Invalid(
+            "capacity_bytes of an spsc ring must be a power of two from 4096 to 1 TiB; "
+            "got " +
+            std::to_string(capacity));
       }
       if (max_message > layout::MaxSpscMessage(capacity)) {
         return Invalid("max_message_bytes " + std::to_string(max_message) +
@@ -75,19 +80,18 @@ Result<ObjectSpec> SpecFromRing(const v1::Ring& ring) {
     case v1::RING_KIND_MPMC:
     case v1::RING_KIND_BROADCAST: {
       if (max_message == 0 || max_message > kMaxSlotMessage) {
-        return Invalid(std::string("max_message_bytes of ") + (ring.kind() == v1::RING_KIND_MPMC
-                                                                   ? "an mpmc"
-                                                                   : "a broadcast") +
+        return Invalid(std::string("max_message_bytes of ") +
+                       (ring.kind() == v1::RING_KIND_MPMC ? "an mpmc" : "a broadcast") +
                        " ring is required: 1 to 16 MiB (each slot holds one message); got " +
                        std::to_string(max_message));
       }
       const uint64_t slot_size = layout::SlotSizeFor(max_message);
       const uint64_t fit = capacity / slot_size;
       if (fit < 2) {
-        return Invalid("capacity_bytes " + std::to_string(capacity) + " holds fewer than 2 slots of " +
-                       std::to_string(slot_size) + " bytes (max_message_bytes " +
-                       std::to_string(max_message) + " plus the slot header); ask for at least " +
-                       std::to_string(2 * slot_size));
+        return Invalid("capacity_bytes " + std::to_string(capacity) +
+                       " holds fewer than 2 slots of " + std::to_string(slot_size) +
+                       " bytes (max_message_bytes " + std::to_string(max_message) +
+                       " plus the slot header); ask for at least " + std::to_string(2 * slot_size));
       }
       const uint64_t slots = std::min<uint64_t>(std::bit_floor(fit), uint64_t{1} << 24);
       spec.kind = ring.kind() == v1::RING_KIND_MPMC ? layout::ObjectKind::kMpmcRing
@@ -107,7 +111,8 @@ Result<ObjectSpec> SpecFromRing(const v1::Ring& ring) {
       return spec;
     }
     default:
-      return Invalid("ring kind is required: RING_KIND_SPSC, RING_KIND_MPMC or RING_KIND_BROADCAST");
+      return Invalid(
+          "ring kind is required: RING_KIND_SPSC, RING_KIND_MPMC or RING_KIND_BROADCAST");
   }
 }
 
@@ -174,8 +179,9 @@ bool SameSpec(const ObjectSpec& spec, const Segment& existing, uint32_t existing
   } else {
     switch (spec.kind) {
       case layout::ObjectKind::kSpscRing: {
-        const uint64_t want_max =
-            spec.spsc.max_message ? spec.spsc.max_message : layout::MaxSpscMessage(spec.spsc.capacity);
+        const uint64_t want_max = spec.spsc.max_message
+                                      ? spec.spsc.max_message
+                                      : layout::MaxSpscMessage(spec.spsc.capacity);
         if (p.capacity != spec.spsc.capacity || p.max_message != want_max) {
           want = Bytes(spec.spsc.capacity) + ", messages up to " + std::to_string(want_max);
           have = Bytes(p.capacity) + ", messages up to " + std::to_string(p.max_message);
@@ -187,12 +193,11 @@ bool SameSpec(const ObjectSpec& spec, const Segment& existing, uint32_t existing
         if (spec.kind == layout::ObjectKind::kBroadcastRing &&
             p.policy != static_cast<uint32_t>(spec.broadcast_policy)) {
           want = spec.broadcast_policy == layout::BroadcastPolicy::kLossless ? "a lossless ring"
-                                                                              : "a lossy ring";
+                                                                             : "a lossy ring";
           have = p.policy == static_cast<uint32_t>(layout::BroadcastPolicy::kLossless)
                      ? "a lossless ring"
                      : "a lossy ring";
-        } else if (p.capacity != spec.slots.slot_count ||
-                   p.max_message != spec.slots.max_message) {
+        } else if (p.capacity != spec.slots.slot_count || p.max_message != spec.slots.max_message) {
           want = std::to_string(spec.slots.slot_count) + " slots of up to " +
                  std::to_string(spec.slots.max_message) + " bytes";
           have = std::to_string(p.capacity) + " slots of up to " + std::to_string(p.max_message) +
@@ -201,7 +206,8 @@ bool SameSpec(const ObjectSpec& spec, const Segment& existing, uint32_t existing
         break;
       case layout::ObjectKind::kBlockPool:
         if (p.block_size != spec.pool.block_size || p.block_count != spec.pool.block_count) {
-          want = std::to_string(spec.pool.block_count) + " blocks of " + Bytes(spec.pool.block_size);
+          want =
+              std::to_string(spec.pool.block_count) + " blocks of " + Bytes(spec.pool.block_size);
           have = std::to_string(p.block_count) + " blocks of " + Bytes(p.block_size);
         }
         break;

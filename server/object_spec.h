@@ -20,12 +20,12 @@ namespace shmd::server {
 struct ObjectSpec {
   layout::ObjectKind kind = layout::ObjectKind::kNone;
   uint32_t mode = 0600;
-  SpscRingSpec spsc;            // kSpscRing
-  MpmcRingSpec slots;           // kMpmcRing and kBroadcastRing (same two fields)
+  SpscRingSpec spsc;   // kSpscRing
+  MpmcRingSpec slots;  // kMpmcRing and kBroadcastRing (same two fields)
   layout::BroadcastPolicy broadcast_policy = layout::BroadcastPolicy::kLossy;  // kBroadcastRing
-  BlockPoolSpec pool;           // kBlockPool
-  uint64_t region_bytes = 0;    // kRegion
-  uint64_t file_bytes = 0;      // the whole file this spec makes
+  BlockPoolSpec pool;                                                          // kBlockPool
+  uint64_t region_bytes = 0;                                                   // kRegion
+  uint64_t file_bytes = 0;  // the whole file this spec makes
 };
 
 // Each checks what it can without creating anything; messages name the field.

@@ -1,8 +1,8 @@
 // The real daemon, a separate process, over a real Unix socket: every RPC and every status
 // code path, pagination, idempotent create, delete with and without force, the limits,
 // and another uid refused an owner-only object.
-#include <gtest/gtest.h>
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -46,9 +46,9 @@ template <class T>
 ::testing::AssertionResult FailsWith(const Result<T>& r, ErrorCode code) {
   if (r.ok()) return ::testing::AssertionFailure() << "succeeded; expected " << ErrorCodeName(code);
   if (r.error().code() != code) {
-    return ::testing::AssertionFailure() << "failed with " << ErrorCodeName(r.error().code())
-                                         << " (" << r.error().message() << "); expected "
-                                         << ErrorCodeName(code);
+    return ::testing::AssertionFailure()
+           << "failed with " << ErrorCodeName(r.error().code()) << " (" << r.error().message()
+           << "); expected " << ErrorCodeName(code);
   }
   return ::testing::AssertionSuccess() << r.error().message();
 }
@@ -173,7 +173,8 @@ TEST_F(DaemonApiTest, CreateIsIdempotent) {
   Result<v1::Ring> first = client_->CreateRing("orders", Spsc(65536));
   ASSERT_TRUE(first.ok());
   Result<v1::Ring> again = client_->CreateRing("orders", Spsc(65536));
-  ASSERT_TRUE(again.ok()) << "the same spec again is the existing ring: " << again.error().message();
+  ASSERT_TRUE(again.ok()) << "the same spec again is the existing ring: "
+                          << again.error().message();
   EXPECT_EQ(again->info().create_time().seconds(), first->info().create_time().seconds());
   EXPECT_EQ(again->info().create_time().nanos(), first->info().create_time().nanos());
   EXPECT_TRUE(FailsWith(client_->CreateRing("orders", Spsc(131072)), ErrorCode::kAlreadyExists));
@@ -235,8 +236,8 @@ TEST_F(DaemonApiTest, DeleteRefusesAnAttachedObjectUnlessForced) {
   EXPECT_EQ(ring->info().lease_count(), 1u);
 
   // A role the kind does not have; and an exclusive role already taken, by another process.
-  EXPECT_TRUE(FailsWith(client_->Attach("rings/orders", v1::ROLE_SUBSCRIBER),
-                        ErrorCode::kInvalidArgument));
+  EXPECT_TRUE(
+      FailsWith(client_->Attach("rings/orders", v1::ROLE_SUBSCRIBER), ErrorCode::kInvalidArgument));
   PeerProcess second({SHMD_TEST_CLIENT, "attach", daemon_->target(), "rings/orders", "consumer"});
   EXPECT_EQ(second.WaitForLine("", std::chrono::seconds(10)).rfind("code failed precondition", 0),
             0u)
@@ -287,16 +288,17 @@ TEST_F(DaemonApiTest, HealthIsServing) {
 }
 
 TEST_F(DaemonApiTest, ASecondDaemonOnTheSameSocketIsRefused) {
-  PeerProcess second({SHMD_DAEMON, "--listen", daemon_->target(), "--shm-dir",
-                      daemon_->shm_dir(), "--namespace", "other"});
+  PeerProcess second({SHMD_DAEMON, "--listen", daemon_->target(), "--shm-dir", daemon_->shm_dir(),
+                      "--namespace", "other"});
   const int status = second.Wait(std::chrono::seconds(10));
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << shmd::testing::DescribeStatus(status);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1)
+      << shmd::testing::DescribeStatus(status);
   EXPECT_TRUE(client_->CheckHealth().ok()) << "the first daemon must still serve";
 }
 
 TEST(DaemonLimitsTest, QuotasAreResourceExhausted) {
-  Daemon daemon({"--quota-bytes", "1MiB", "--max-object-bytes", "600KiB",
-                 "--max-objects-per-uid", "3"});
+  Daemon daemon(
+      {"--quota-bytes", "1MiB", "--max-object-bytes", "600KiB", "--max-objects-per-uid", "3"});
   std::string why;
   ASSERT_TRUE(daemon.Start(&why)) << why;
   ClientOptions options;
@@ -354,8 +356,8 @@ TEST(DaemonTcpTest, TcpCallersAreAnonymousAndTheHealthPortServesOnlyHealth) {
   EXPECT_EQ((*seen)[0].name(), "rings/public");
   EXPECT_TRUE(FailsWith(remote->GetRing("private"), ErrorCode::kPermissionDenied));
   EXPECT_TRUE(FailsWith(remote->CreateRing("x", Spsc(4096)), ErrorCode::kPermissionDenied));
-  EXPECT_TRUE(FailsWith(remote->Attach("rings/public", v1::ROLE_PRODUCER),
-                        ErrorCode::kPermissionDenied));
+  EXPECT_TRUE(
+      FailsWith(remote->Attach("rings/public", v1::ROLE_PRODUCER), ErrorCode::kPermissionDenied));
   EXPECT_TRUE(FailsWith(remote->DeleteRing("public"), ErrorCode::kPermissionDenied));
 
   options.target = health;

@@ -185,7 +185,7 @@ TEST_F(ChannelTest, SenderLeavingEndsTheStreamAfterTheDrain) {
 // --- across processes -----------------------------------------------------------------
 
 PeerProcess StartPeer(const TestDir& dir, std::vector<std::string> args) {
-  std::vector<std::string> argv = {SHMD_CHANNEL_PEER, args[0], dir.dir().path, dir.dir().ns};
+  std::vector<std::string> argv = {SHMD_PATTERN_PEER, args[0], dir.dir().path, dir.dir().ns};
   argv.insert(argv.end(), args.begin() + 1, args.end());
   return PeerProcess(argv);
 }

@@ -44,7 +44,7 @@ Sub Spawn(const TestDir& dir, const std::string& mode, const std::string& arg = 
           uint32_t max = kMax) {
   Sub sub;
   sub.process = std::make_unique<PeerProcess>(std::vector<std::string>{
-      SHMD_LARGE_TOPIC_PEER, dir.dir().path, dir.dir().ns, kTopic, std::to_string(max), mode, arg});
+      SHMD_PATTERN_PEER, dir.dir().path, dir.dir().ns, kTopic, std::to_string(max), mode, arg});
   const std::string ready = sub.process->WaitForLine("ready ", 20s);
   EXPECT_FALSE(ready.empty()) << sub.process->Output();
   if (!ready.empty()) sub.id = std::stoull(ready.substr(6));
@@ -349,7 +349,7 @@ TEST(LargeTopicTest, KilledPublisherIsReplaced) {
   ASSERT_TRUE(joined.ok()) << joined.error().message();
   LargeSubscriber& sub = *joined;
   constexpr uint64_t kFirst = 3;  // fits in the depth: the peer never waits for us
-  PeerProcess publisher({SHMD_LARGE_TOPIC_PEER, dir.dir().path, dir.dir().ns, kTopic,
+  PeerProcess publisher({SHMD_PATTERN_PEER, dir.dir().path, dir.dir().ns, kTopic,
                          std::to_string(kMax), "publish", std::to_string(kFirst)});
   ASSERT_FALSE(publisher.WaitForLine("published", 20s).empty()) << publisher.Output();
   publisher.Kill(SIGKILL);

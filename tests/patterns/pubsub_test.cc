@@ -143,7 +143,7 @@ TEST(TopicTest, LosslessPublisherGetsBackPressureAndNobodyLoses) {
 // --- across processes ---------------------------------------------------------------------
 
 PeerProcess StartPeer(const TestDir& dir, std::vector<std::string> args) {
-  std::vector<std::string> argv = {SHMD_PUBSUB_PEER, args[0], dir.dir().path, dir.dir().ns};
+  std::vector<std::string> argv = {SHMD_PATTERN_PEER, args[0], dir.dir().path, dir.dir().ns};
   argv.insert(argv.end(), args.begin() + 1, args.end());
   return PeerProcess(argv);
 }

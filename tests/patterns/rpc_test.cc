@@ -265,7 +265,7 @@ TEST_F(RpcTest, ServerDropsTheReplyRingOfAClientThatLeft) {
 class RpcProcessTest : public ::testing::Test {
  protected:
   std::vector<std::string> Peer(std::vector<std::string> args) {
-    args.insert(args.begin(), {SHMD_RPC_PEER});
+    args.insert(args.begin(), {SHMD_PATTERN_PEER});
     return args;
   }
   std::vector<std::string> Server() {
