@@ -17,6 +17,7 @@
   X(ShmdSpscSleep)                   \
   X(ShmdPool)                        \
   X(Cacheline)                       \
+  X(Handoff)                         \
   X(Memcpy)
 
 namespace shmd::bench {

@@ -1,0 +1,70 @@
+// The cache-line round trip between the two CPUs, probed around every row of ipc_compare.
+//
+// Why: on a virtual machine the host may move the vCPUs while the benchmark runs. On the
+// 2-vCPU KVM guest this was written on, the cache-line round trip is 60-90 ns in one
+// placement (the two vCPUs on cores that share a cache) and 430-530 ns in another, and the
+// host switches between them every few seconds to minutes. Every figure that moves data
+// between the cores follows (64-byte streaming through a ring: 40-70 M msgs/s against
+// 10-13 M), while a pipe, which is bound by its syscalls, barely changes. A ratio between a
+// row measured in one placement and a row measured in the other describes the host, not the
+// mechanisms.
+//
+// (A third placement, 40 ns, turns up now and then, most likely two hyperthreads of one core.)
+//
+// So each row is measured between two probes. The run starts by taking its reference: the
+// median of a few probes, the placement it began in. A row starts only when a probe is
+// within kTolerance of the reference either way (waiting for that, within a budget), and is
+// measured again when the probe after it is not. A row is shown with the probe further from
+// the reference.
+#ifndef SHMD_BENCH_IPC_FLOOR_WATCH_H_
+#define SHMD_BENCH_IPC_FLOOR_WATCH_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "bench/ipc/harness.h"
+#include "bench/ipc/mechanism.h"
+
+namespace shmd::bench {
+
+class FloorWatch {
+ public:
+  // A probe within this factor of the reference, either way, is the same placement: the
+  // spread within one placement is 60-90 ns, and the slow placement is 5x the usual one.
+  static constexpr double kTolerance = 2;
+
+  // wait_budget_s: how long the whole run may spend waiting for the reference placement to
+  // come back (0: never wait, only report).
+  FloorWatch(const Placement& placement, double wait_budget_s);
+
+  // Probes a few times over about a second and takes the median as the reference.
+  Status Start();
+  // p50 of a short cache-line ping-pong (about 20,000 round trips, a few milliseconds), in ns.
+  Status Probe(int64_t* p50_ns);
+  // Probes until one is in the reference placement, sleeping between probes, for as long as
+  // the wait budget lasts. *p50_ns is the last probe.
+  Status AwaitReference(int64_t* p50_ns);
+
+  bool InReference(int64_t p50_ns) const {
+    const double ratio = static_cast<double>(p50_ns) / static_cast<double>(reference_ns_);
+    return ratio <= kTolerance && ratio >= 1 / kTolerance;
+  }
+  // Of two probes, the one further from the reference (by ratio).
+  int64_t Worse(int64_t a, int64_t b) const;
+  int64_t reference_ns() const { return reference_ns_; }
+  // Seconds spent waiting so far, and whether the budget ran out.
+  double waited_s() const { return waited_s_; }
+  bool budget_spent() const { return waited_s_ >= wait_budget_s_; }
+
+ private:
+  Placement placement_;
+  double wait_budget_s_;
+  double waited_s_ = 0;
+  int64_t reference_ns_ = 1;
+  std::unique_ptr<Mechanism> cacheline_;
+};
+
+}  // namespace shmd::bench
+
+#endif  // SHMD_BENCH_IPC_FLOOR_WATCH_H_
