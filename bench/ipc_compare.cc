@@ -27,7 +27,7 @@ namespace {
 
 constexpr char kUsage[] =
     R"(usage: ipc_compare [--json] [--quick] [--sizes N,N,...] [--mechanisms a,b,...]
-                   [--cpus A,B] [--repeat N] [--verbose] [--help]
+                   [--cpus A,B] [--repeat N] [--floor-ns N] [--verbose] [--help]
 
 Compares Linux IPC mechanisms between two processes pinned to different CPUs:
   streaming   the sender sends N messages of each size, each with its sequence number
@@ -45,7 +45,8 @@ column). A virtual machine's host may move its vCPUs mid-run, which changes ever
 figure that crosses cores. The run's reference is the median of the probes it starts
 with; a row starts once a probe is within 2x of it, and is measured again if the probe
 after it is not (waiting at most 300 s per run in all, never with --quick). Rows
-measured elsewhere all the same are named under the table.
+measured elsewhere all the same are named under the table. --floor-ns sets the
+reference instead (for a run in a chosen placement: 80 for the usual one here).
 
   --json            print one JSON array of {"mechanism","size","msgs_per_s","mb_per_s",
                     "rtt_p50_ns","rtt_p99_ns","rtt_p999_ns"} (null where a figure does not
@@ -55,6 +56,8 @@ measured elsewhere all the same are named under the table.
   --mechanisms LIST rows to run (default all: %s)
   --cpus A,B        sender CPU, receiver CPU (default 0,1)
   --repeat N        streaming runs per row, the median kept (default 3)
+  --floor-ns N      the cache-line round trip (ns) every row is measured near, within 2x
+                    (default: the median of the probes the run starts with)
   --verbose         print every run's message count and duration on stderr
   --help            this text
 
@@ -72,6 +75,7 @@ struct Options {
   std::vector<size_t> sizes = {64, 1024, 4096, 65536};
   std::vector<std::string> mechanisms;  // empty: all
   std::optional<std::pair<int, int>> cpus;
+  int64_t floor_ns = 0;  // 0: the reference placement is the one the run starts in
 };
 
 // How long runs take. A pilot run grows its count until it lasts pilot_s, and the measured
@@ -169,6 +173,14 @@ Options ParseOptions(int argc, char** argv, const std::vector<std::unique_ptr<Me
         if (!known) UsageError("unknown mechanism '" + name + "' (known: " + JoinNames(all) + ")");
       }
       if (options.mechanisms.empty()) UsageError("--mechanisms: no names given");
+    } else if (arg == "--floor-ns") {
+      const std::string text = args.Value();
+      unsigned long long ns;
+      if (!ParseUnsigned(text, &ns) || ns < 1 || ns > 1'000'000) {
+        UsageError("--floor-ns wants a round trip in nanoseconds from 1 to 1000000, not '" + text +
+                   "'");
+      }
+      options.floor_ns = static_cast<int64_t>(ns);
     } else if (arg == "--cpus") {
       const std::string text = args.Value();
       const std::vector<std::string> parts = SplitCommas(text);
@@ -349,7 +361,8 @@ Status MeasureRow(Mechanism& mechanism, const Placement& placement, const Budget
 
 // The note on placement under the table: the reference, and any row that was measured
 // elsewhere (the wait budget ran out, or a better placement turned up after it).
-std::string DescribePlacement(const FloorWatch& watch, const std::vector<Record>& records) {
+std::string DescribePlacement(const FloorWatch& watch, bool given,
+                              const std::vector<Record>& records) {
   std::string outside;
   for (const Record& r : records) {
     if (r.floor_ns && !watch.InReference(*r.floor_ns)) {
@@ -360,9 +373,11 @@ std::string DescribePlacement(const FloorWatch& watch, const std::vector<Record>
   char reference[200];
   std::snprintf(reference, sizeof(reference),
                 "within %gx of %" PRId64
-                " ns, the median of the probes this run started with (%.0f s spent waiting for "
-                "the host to place the vCPUs so)",
-                FloorWatch::kTolerance, watch.reference_ns(), watch.waited_s());
+                " ns, %s (%.0f s spent waiting for the host to place "
+                "the vCPUs so)",
+                FloorWatch::kTolerance, watch.reference_ns(),
+                given ? "as --floor-ns asked" : "the median of the probes this run started with",
+                watch.waited_s());
   if (outside.empty()) {
     return std::string("placement: every row was measured with the cache-line round trip ") +
            reference;
@@ -589,7 +604,7 @@ int Main(int argc, char** argv) {
   std::optional<FloorWatch> watch;
   if (!placement.shared()) {
     watch.emplace(placement, budget.placement_wait_s);
-    if (Status s = watch->Start(); !s.ok()) {
+    if (Status s = watch->Start(options.floor_ns); !s.ok()) {
       std::fprintf(stderr, "ipc_compare: FAILED: %s\n", s.message().c_str());
       return 1;
     }
@@ -629,7 +644,7 @@ int Main(int argc, char** argv) {
     }
   }
 
-  if (watch) notes.push_back(DescribePlacement(*watch, records));
+  if (watch) notes.push_back(DescribePlacement(*watch, options.floor_ns != 0, records));
   notes.push_back(
       DescribeOtherWork(cpu_at_start, ReadCpuTimes(), NowNs() - start_ns, machine.cpus_online));
   if (options.json) {

@@ -51,7 +51,11 @@ int64_t FloorWatch::Worse(int64_t a, int64_t b) const {
   return distance(a) >= distance(b) ? a : b;
 }
 
-Status FloorWatch::Start() {
+Status FloorWatch::Start(int64_t reference_ns) {
+  if (reference_ns > 0) {
+    reference_ns_ = reference_ns;
+    return {};
+  }
   std::vector<int64_t> probes(kStartProbes);
   for (int i = 0; i < kStartProbes; ++i) {
     if (i != 0) SleepSeconds(kStartSpacingS);

@@ -38,8 +38,9 @@ class FloorWatch {
   // come back (0: never wait, only report).
   FloorWatch(const Placement& placement, double wait_budget_s);
 
-  // Probes a few times over about a second and takes the median as the reference.
-  Status Start();
+  // Probes a few times over about a second and takes the median as the reference, unless
+  // `reference_ns` is nonzero: then that is the reference (--floor-ns).
+  Status Start(int64_t reference_ns);
   // p50 of a short cache-line ping-pong (about 20,000 round trips, a few milliseconds), in ns.
   Status Probe(int64_t* p50_ns);
   // Probes until one is in the reference placement, sleeping between probes, for as long as
