@@ -40,13 +40,13 @@ Compares Linux IPC mechanisms between two processes pinned to different CPUs:
 Floor rows: cacheline (two processes flipping one shared word: round trip only), handoff
 (a bare copy into shared slots and a read out: the most a copying transport can stream
 between the two CPUs) and memcpy (one core copying each size: throughput only).
-Placement: every row is measured between two short cache-line probes (the "floor ns"
-column). A virtual machine's host may move its vCPUs mid-run, which changes every
-figure that crosses cores. The run's reference is the median of the probes it starts
-with; a row starts once a probe is within 2x of it, and is measured again if the probe
-after it is not (waiting at most 300 s per run in all, never with --quick). Rows
-measured elsewhere all the same are named under the table. --floor-ns sets the
-reference instead (for a run in a chosen placement: 80 for the usual one here).
+Placement: every measured run happens between two short cache-line probes. A virtual
+machine's host may move its vCPUs mid-run, which changes every figure that crosses
+cores. The reference is the median of the probes the run starts with (or --floor-ns);
+a run starts once a probe is within 2x of it and is done again if the probe after it
+is not (waiting at most 300 s per run in all, never with --quick). The "floor ns"
+column is each row's probe furthest from the reference; rows measured outside the band
+all the same are named under the table.
 
   --json            print one JSON array of {"mechanism","size","msgs_per_s","mb_per_s",
                     "rtt_p50_ns","rtt_p99_ns","rtt_p999_ns"} (null where a figure does not
@@ -89,8 +89,6 @@ struct Budget {
 };
 constexpr Budget kNormalBudget = {0.5, 0.05, 10'000, 300};
 constexpr Budget kQuickBudget = {0.1, 0.01, 2'000, 0};
-// A row measured outside the reference placement is measured again, at most this many times.
-constexpr int kPlacementAttempts = 3;
 constexpr uint64_t kMaxRttSamples = 5'000'000;  // 40 MB of samples
 
 struct Record {
@@ -246,6 +244,7 @@ struct Measured {
   Status status;
   double msgs_per_s = 0;  // stream: the median run
   Percentiles rtt;        // ping-pong
+  int64_t floor_ns = 0;   // with a FloorWatch: the probe furthest from its reference
 };
 
 // Pilots with growing counts until one lasts budget.pilot_s, then the measured runs, scaled
@@ -254,7 +253,7 @@ struct Measured {
 // keeps up without sleeping changes the rate severalfold), so a stream is measured
 // `stream_runs` times and the median kept; a ping-pong run's spread is in its percentiles.
 Measured Measure(Mechanism& mechanism, Mode mode, size_t size, const Placement& placement,
-                 const Budget& budget, int stream_runs, bool verbose) {
+                 const Budget& budget, int stream_runs, bool verbose, FloorWatch* watch) {
   RunSpec spec;
   spec.mode = mode;
   spec.size = size;
@@ -297,10 +296,19 @@ Measured Measure(Mechanism& mechanism, Mode mode, size_t size, const Placement& 
   }
   std::vector<double> rates;
   for (int run = 0; run < (mode == Mode::kStream ? stream_runs : 1); ++run) {
-    RunResult result = RunOnce(mechanism, spec, placement, budget.timeout_s());
-    if (!result.status.ok()) {
-      measured.status = result.status;
+    RunResult result;
+    const auto once = [&] {
+      result = RunOnce(mechanism, spec, placement, budget.timeout_s());
+      return result.status;
+    };
+    int64_t floor_ns = 0;
+    const Status status = watch != nullptr ? watch->Around(once, &floor_ns) : once();
+    if (!status.ok()) {
+      measured.status = status;
       return measured;
+    }
+    if (watch != nullptr) {
+      measured.floor_ns = run == 0 ? floor_ns : watch->Worse(measured.floor_ns, floor_ns);
     }
     log("run", result);
     if (mode == Mode::kStream) {
@@ -316,68 +324,52 @@ Measured Measure(Mechanism& mechanism, Mode mode, size_t size, const Placement& 
   return measured;
 }
 
-// Both figures of one row (mechanism, size), between two probes of the placement; measured
-// again, up to kPlacementAttempts times, while the probe after it says the host moved the
-// vCPUs during the measurement. Without a watch (one shared CPU), measured once.
+// Both figures of one row (mechanism, size); with a watch, every measured run between two
+// probes of the placement (FloorWatch::Around).
 Status MeasureRow(Mechanism& mechanism, const Placement& placement, const Budget& budget,
                   const Options& options, FloorWatch* watch, Record* record) {
-  for (int attempt = 1;; ++attempt) {
-    int64_t before = 0;
+  for (Mode mode : {Mode::kStream, Mode::kPingPong}) {
+    if (!(mode == Mode::kStream ? mechanism.HasStream() : mechanism.HasPingPong())) continue;
+    const Measured measured = Measure(mechanism, mode, record->size, placement, budget,
+                                      options.stream_runs, options.verbose, watch);
+    if (!measured.status.ok()) {
+      return Status::Error(std::string(ModeName(mode)) + ": " + measured.status.message());
+    }
+    if (mode == Mode::kStream) {
+      record->msgs_per_s = measured.msgs_per_s;
+      record->mb_per_s = measured.msgs_per_s * static_cast<double>(record->size) / 1e6;
+    } else {
+      record->rtt_p50_ns = measured.rtt.p50_ns;
+      record->rtt_p99_ns = measured.rtt.p99_ns;
+      record->rtt_p999_ns = measured.rtt.p999_ns;
+    }
     if (watch != nullptr) {
-      if (Status s = watch->AwaitReference(&before); !s.ok()) return s;
-    }
-    for (Mode mode : {Mode::kStream, Mode::kPingPong}) {
-      if (!(mode == Mode::kStream ? mechanism.HasStream() : mechanism.HasPingPong())) continue;
-      const Measured measured = Measure(mechanism, mode, record->size, placement, budget,
-                                        options.stream_runs, options.verbose);
-      if (!measured.status.ok()) {
-        return Status::Error(std::string(ModeName(mode)) + ": " + measured.status.message());
-      }
-      if (mode == Mode::kStream) {
-        record->msgs_per_s = measured.msgs_per_s;
-        record->mb_per_s = measured.msgs_per_s * static_cast<double>(record->size) / 1e6;
-      } else {
-        record->rtt_p50_ns = measured.rtt.p50_ns;
-        record->rtt_p99_ns = measured.rtt.p99_ns;
-        record->rtt_p999_ns = measured.rtt.p999_ns;
-      }
-    }
-    if (watch == nullptr) return {};
-    int64_t after = 0;
-    if (Status s = watch->Probe(&after); !s.ok()) return s;
-    record->floor_ns = watch->Worse(before, after);
-    if (watch->InReference(*record->floor_ns) || watch->budget_spent() ||
-        attempt == kPlacementAttempts) {
-      return {};
-    }
-    if (options.verbose) {
-      std::fprintf(stderr,
-                   "  %s %zu B: the cache-line round trip went from %" PRId64 " to %" PRId64
-                   " ns during the row (reference %" PRId64 "): measuring again\n",
-                   record->mechanism.c_str(), record->size, before, after, watch->reference_ns());
+      record->floor_ns =
+          record->floor_ns ? watch->Worse(*record->floor_ns, measured.floor_ns) : measured.floor_ns;
     }
   }
+  return {};
 }
 
 // The note on placement under the table: the reference, and any row that was measured
 // elsewhere (the wait budget ran out, or a better placement turned up after it).
 std::string DescribePlacement(const FloorWatch& watch, bool given,
                               const std::vector<Record>& records) {
-  std::string outside;
+  std::string outside;  // rows with a run whose probes stayed outside after every attempt
   for (const Record& r : records) {
     if (r.floor_ns && !watch.InReference(*r.floor_ns)) {
       outside += (outside.empty() ? "" : ", ") + r.mechanism + " " + std::to_string(r.size) +
                  " B (" + std::to_string(*r.floor_ns) + " ns)";
     }
   }
-  char reference[200];
+  char reference[240];
   std::snprintf(reference, sizeof(reference),
                 "within %gx of %" PRId64
-                " ns, %s (%.0f s spent waiting for the host to place "
-                "the vCPUs so)",
+                " ns, %s (%.0f s spent waiting for the host to place the vCPUs so; %d runs done "
+                "again because it moved them during the run)",
                 FloorWatch::kTolerance, watch.reference_ns(),
                 given ? "as --floor-ns asked" : "the median of the probes this run started with",
-                watch.waited_s());
+                watch.waited_s(), watch.redone());
   if (outside.empty()) {
     return std::string("placement: every row was measured with the cache-line round trip ") +
            reference;

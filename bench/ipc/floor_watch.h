@@ -11,11 +11,13 @@
 //
 // (A third placement, 40 ns, turns up now and then, most likely two hyperthreads of one core.)
 //
-// So each row is measured between two probes. The run starts by taking its reference: the
-// median of a few probes, the placement it began in. A row starts only when a probe is
-// within kTolerance of the reference either way (waiting for that, within a budget), and is
-// measured again when the probe after it is not. A row is shown with the probe further from
-// the reference.
+// So every measured run (each 0.5 s stream run, each round-trip run) happens between two
+// probes. The run starts by taking its reference: the median of a few probes, the placement
+// it began in. A run starts only when a probe is within kTolerance of the reference either
+// way (waiting for that, within a budget), and is done again when the probe after it is not:
+// the host moved the vCPUs while it ran. A row is shown with the probe furthest from the
+// reference among its runs. (A move and a move back within one run, between its probes,
+// still goes unseen.)
 #ifndef SHMD_BENCH_IPC_FLOOR_WATCH_H_
 #define SHMD_BENCH_IPC_FLOOR_WATCH_H_
 
@@ -54,6 +56,15 @@ class FloorWatch {
   // Of two probes, the one further from the reference (by ratio).
   int64_t Worse(int64_t a, int64_t b) const;
   int64_t reference_ns() const { return reference_ns_; }
+  // Runs `run` (returning Status) between two probes, and again while either probe is
+  // outside the reference placement, at most kAttempts times in all and while the wait
+  // budget lasts. *floor_ns: the probe further from the reference, of the last attempt.
+  template <class Run>
+  Status Around(Run&& run, int64_t* floor_ns);
+  static constexpr int kAttempts = 4;
+  // How many runs were done again because the placement moved under them.
+  int redone() const { return redone_; }
+
   // Seconds spent waiting so far, and whether the budget ran out.
   double waited_s() const { return waited_s_; }
   bool budget_spent() const { return waited_s_ >= wait_budget_s_; }
@@ -63,8 +74,25 @@ class FloorWatch {
   double wait_budget_s_;
   double waited_s_ = 0;
   int64_t reference_ns_ = 1;
+  int redone_ = 0;
   std::unique_ptr<Mechanism> cacheline_;
 };
+
+template <class Run>
+Status FloorWatch::Around(Run&& run, int64_t* floor_ns) {
+  for (int attempt = 1;; ++attempt) {
+    int64_t before = 0;
+    int64_t after = 0;
+    if (Status s = AwaitReference(&before); !s.ok()) return s;
+    if (Status s = run(); !s.ok()) return s;
+    if (Status s = Probe(&after); !s.ok()) return s;
+    *floor_ns = Worse(before, after);
+    if ((InReference(before) && InReference(after)) || attempt == kAttempts || budget_spent()) {
+      return {};
+    }
+    ++redone_;
+  }
+}
 
 }  // namespace shmd::bench
 
