@@ -43,7 +43,7 @@ between the two CPUs) and memcpy (one core copying each size: throughput only).
 Placement: every measured run happens between two short cache-line probes. A virtual
 machine's host may move its vCPUs mid-run, which changes every figure that crosses
 cores. The reference is the median of the probes the run starts with (or --floor-ns);
-a run starts once a probe is within 2x of it and is done again if the probe after it
+a run starts once a probe is within 1.5x of it and is done again if the probe after it
 is not (waiting at most 300 s per run in all, never with --quick). The "floor ns"
 column is each row's probe furthest from the reference; rows measured outside the band
 all the same are named under the table.
@@ -56,7 +56,7 @@ all the same are named under the table.
   --mechanisms LIST rows to run (default all: %s)
   --cpus A,B        sender CPU, receiver CPU (default 0,1)
   --repeat N        streaming runs per row, the median kept (default 3)
-  --floor-ns N      the cache-line round trip (ns) every row is measured near, within 2x
+  --floor-ns N      the cache-line round trip (ns) every row is measured near, within 1.5x
                     (default: the median of the probes the run starts with)
   --verbose         print every run's message count and duration on stderr
   --help            this text
