@@ -57,9 +57,12 @@ class FloorWatch {
   // Of two probes, the one further from the reference (by ratio).
   int64_t Worse(int64_t a, int64_t b) const;
   int64_t reference_ns() const { return reference_ns_; }
-  // Runs `run` (returning Status) between two probes, and again while either probe is
-  // outside the reference placement, at most kAttempts times in all and while the wait
-  // budget lasts. *floor_ns: the probe further from the reference, of the last attempt.
+  // Runs `run` between two probes, and again while a probe is outside the reference
+  // placement, at most kAttempts times in all and while the wait budget lasts. `run` is
+  // called as run(&own) and returns a Status; a run that is itself a probe (the cacheline
+  // row) sets `own` to its figure, which then counts as a third probe: a move and a move back
+  // between the other two shows there. *floor_ns: the probe furthest from the reference, of
+  // the last attempt.
   template <class Run>
   Status Around(Run&& run, int64_t* floor_ns);
   static constexpr int kAttempts = 4;
@@ -83,14 +86,14 @@ template <class Run>
 Status FloorWatch::Around(Run&& run, int64_t* floor_ns) {
   for (int attempt = 1;; ++attempt) {
     int64_t before = 0;
+    int64_t own = 0;
     int64_t after = 0;
     if (Status s = AwaitReference(&before); !s.ok()) return s;
-    if (Status s = run(); !s.ok()) return s;
+    if (Status s = run(&own); !s.ok()) return s;
     if (Status s = Probe(&after); !s.ok()) return s;
     *floor_ns = Worse(before, after);
-    if ((InReference(before) && InReference(after)) || attempt == kAttempts || budget_spent()) {
-      return {};
-    }
+    if (own > 0) *floor_ns = Worse(*floor_ns, own);
+    if (InReference(*floor_ns) || attempt == kAttempts || budget_spent()) return {};
     ++redone_;
   }
 }
