@@ -211,6 +211,9 @@ TEST_F(SpscRingTest, ImpossibleRecordIsCorruptionAndNeverRead) {
   EXPECT_EQ(consumer_->TryPeek(&m), Status::kCorrupted) << "padding that stops short of the end";
   header->store(layout::PackRecordHeader(8, static_cast<layout::RecordType>(9)));
   EXPECT_EQ(consumer_->TryPeek(&m), Status::kCorrupted) << "unknown type";
+  // Padding over the whole area (no producer writes it): corruption, not a lap forever.
+  header->store(layout::PackRecordHeader(4096 - 8, layout::RecordType::kPadding));
+  EXPECT_EQ(consumer_->TryPeek(&m), Status::kCorrupted) << "padding at offset 0";
   // A message header near the end whose payload would run past the data area.
   consumer_.reset();
   control().consumer_position.store(4096 - 16);

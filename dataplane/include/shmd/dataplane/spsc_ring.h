@@ -294,7 +294,10 @@ inline Status SpscConsumer::TryPeek(MessageView* out) noexcept {
       peeked_len_ = length;
       return Status::kOk;
     }
-    if (type != static_cast<uint32_t>(layout::RecordType::kPadding) ||
+    // Padding must run to the end of the data area, and never starts at offset 0: there the
+    // whole area is free, and every record fits (max_message < capacity / 2). Padding at 0
+    // would send this loop round the ring forever (the fuzzer found it).
+    if (type != static_cast<uint32_t>(layout::RecordType::kPadding) || offset == 0 ||
         offset + layout::kRecordHeaderSize + length != capacity_) {
       return Status::kCorrupted;
     }
