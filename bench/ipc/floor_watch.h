@@ -1,11 +1,12 @@
-// The cache-line round trip between the two CPUs, probed around every row of ipc_compare.
+// The cache-line round trip between the two CPUs, probed around every measured run of
+// ipc_compare.
 //
 // Why: on a virtual machine the host may move the vCPUs while the benchmark runs. On the
 // 2-vCPU KVM guest this was written on, the cache-line round trip is 60-90 ns in one
-// placement (the two vCPUs on cores that share a cache) and 430-530 ns in another, and the
+// placement (the two vCPUs on cores that share a cache) and 410-530 ns in another, and the
 // host switches between them every few seconds to minutes. Every figure that moves data
-// between the cores follows (64-byte streaming through a ring: 40-70 M msgs/s against
-// 10-13 M), while a pipe, which is bound by its syscalls, barely changes. A ratio between a
+// between the cores follows (64-byte streaming through a ring: 26-57 M msgs/s against
+// 8-11 M), while a pipe, which is bound by its syscalls, barely changes. A ratio between a
 // row measured in one placement and a row measured in the other describes the host, not the
 // mechanisms.
 //

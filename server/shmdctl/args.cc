@@ -43,6 +43,14 @@ const FlagSpec kFlags[] = {
              "and consumers, fixed slots; broadcast: one producer, every subscriber sees every "
              "message. Default: spsc",
      .text = &Args::kind},
+    {.name = "policy",
+     .kind = ValueKind::kChoice,
+     .value = "lossy|lossless",
+     .help = "broadcast rings only, what a subscriber that falls a ring behind costs. lossy: "
+             "the producer never waits, and the subscriber is told exactly how many messages "
+             "it lost; lossless: the producer waits for the slowest live subscriber. Default: "
+             "lossy",
+     .text = &Args::policy},
     {.name = "capacity",
      .kind = ValueKind::kSize,
      .value = "SIZE",
@@ -128,11 +136,13 @@ const CommandSpec kCommands[] = {
      .operand = OperandKind::kObjectName,
      .operand_help = "ID",
      .collection = "rings",
-     .flags = "kind capacity max-message mode request-id",
+     .flags = "kind policy capacity max-message mode request-id",
      .required = "capacity",
      .help = "Creates a ring (or, if one with the same spec exists, shows it).",
      .example = "shmdctl create ring orders --capacity 1MiB\n"
-                "shmdctl create ring ticks --kind broadcast --capacity 4MiB --max-message 256"},
+                "shmdctl create ring ticks --kind broadcast --capacity 4MiB --max-message 256\n"
+                "shmdctl create ring audit --kind broadcast --policy lossless --capacity 1MiB "
+                "--max-message 512"},
     {.name = "create pool",
      .operand = OperandKind::kObjectName,
      .operand_help = "ID",

@@ -78,6 +78,7 @@ struct Args {
 
   // Command flags, with the defaults the daemon would apply itself where it has one.
   std::string kind = "spsc";
+  std::string policy = "lossy";  // broadcast rings only
   uint64_t capacity = 0;
   uint64_t max_message = 0;  // 0: the largest the ring allows (SPSC only)
   uint64_t block_size = 0;

@@ -24,6 +24,9 @@ int CreateRing(Context& ctx) {
   const Args& a = ctx.args;
   v1::Ring spec;
   spec.set_kind(RingKindOf(a.kind));
+  // The daemon refuses a lossless policy on a ring that is not broadcast, and says why.
+  spec.set_policy(a.policy == "lossless" ? v1::BROADCAST_POLICY_LOSSLESS
+                                         : v1::BROADCAST_POLICY_LOSSY);
   spec.set_capacity_bytes(a.capacity);
   spec.set_max_message_bytes(static_cast<uint32_t>(a.max_message));
   spec.set_mode(static_cast<uint32_t>(a.mode));

@@ -63,6 +63,29 @@ TEST_F(ShmdctlTest, CreateListGetDelete) {
   EXPECT_EQ(daemon_.CountObjectFiles(), 1);
 }
 
+TEST_F(ShmdctlTest, BroadcastPolicy) {
+  CtlRun lossless = Ctl({"create", "ring", "audit", "--kind", "broadcast", "--policy", "lossless",
+                         "--capacity", "64KiB", "--max-message", "512"});
+  EXPECT_EQ(lossless.exit_code, 0) << lossless.out;
+  CtlRun get = Ctl({"get", "rings/audit"});
+  EXPECT_EQ(get.exit_code, 0) << get.out;
+  EXPECT_NE(get.out.find("lossless"), std::string::npos) << get.out;
+  // The same id with the other policy is another spec: refused, the ring left as it was.
+  CtlRun other = Ctl({"create", "ring", "audit", "--kind", "broadcast", "--capacity", "64KiB",
+                      "--max-message", "512"});
+  EXPECT_EQ(other.exit_code, 1) << other.out;
+  EXPECT_NE(Ctl({"get", "rings/audit"}).out.find("lossless"), std::string::npos);
+  // A policy on a ring that is not broadcast: the daemon's refusal, with its reason.
+  CtlRun spsc = Ctl({"create", "ring", "jobs", "--policy", "lossless", "--capacity", "64KiB"});
+  EXPECT_EQ(spsc.exit_code, 1) << spsc.out;
+  EXPECT_NE(spsc.out.find("broadcast rings only"), std::string::npos) << spsc.out;
+  EXPECT_EQ(Ctl({"create", "ring", "x", "--kind", "broadcast", "--policy", "sometimes",
+                 "--capacity", "64KiB", "--max-message", "64"})
+                .exit_code,
+            2)
+      << "an unknown policy is a usage error";
+}
+
 TEST_F(ShmdctlTest, StatsHealthAndMistakes) {
   CtlRun stats = Ctl({"stats"});
   EXPECT_EQ(stats.exit_code, 0) << stats.out;
