@@ -38,8 +38,8 @@ Compares Linux IPC mechanisms between two processes pinned to different CPUs:
   round trip  the sender sends a message, the receiver echoes it (same size); every round
               trip is timed after a warm-up; p50/p99/p99.9 in nanoseconds.
 Floor rows: cacheline (two processes flipping one shared word: round trip only), handoff
-(a bare copy into shared slots and a read out: the most a copying transport can stream
-between the two CPUs) and memcpy (one core copying each size: throughput only).
+(a bare copy into shared slots and a read out: about the most a copying transport can
+stream between the two CPUs) and memcpy (one core copying each size: throughput only).
 Placement: every measured run happens between two short cache-line probes. A virtual
 machine's host may move its vCPUs mid-run, which changes every figure that crosses
 cores. The reference is the median of the probes the run starts with (or --floor-ns);
@@ -99,7 +99,7 @@ struct Record {
   std::optional<int64_t> rtt_p50_ns;
   std::optional<int64_t> rtt_p99_ns;
   std::optional<int64_t> rtt_p999_ns;
-  std::optional<int64_t> floor_ns;  // the larger of the cache-line probes around the row
+  std::optional<int64_t> floor_ns;  // the probe furthest from the reference, of its runs
 };
 
 std::vector<std::string> SplitCommas(std::string_view list) {
@@ -356,7 +356,8 @@ Status MeasureRow(Mechanism& mechanism, const Placement& placement, const Budget
 }
 
 // The note on placement under the table: the reference, and any row that was measured
-// elsewhere (the wait budget ran out, or a better placement turned up after it).
+// elsewhere (one of its runs missed the reference at every attempt, or after the wait
+// budget ran out).
 std::string DescribePlacement(const FloorWatch& watch, bool given,
                               const std::vector<Record>& records) {
   std::string outside;  // rows with a run whose probes stayed outside after every attempt
