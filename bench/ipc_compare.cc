@@ -297,8 +297,7 @@ Measured Measure(Mechanism& mechanism, Mode mode, size_t size, const Placement& 
   std::vector<double> rates;
   for (int run = 0; run < (mode == Mode::kStream ? stream_runs : 1); ++run) {
     RunResult result;
-    // The cacheline row's round trip is the probe's own figure, so it counts as a probe.
-    const bool probe_row = mechanism.name() == "cacheline" && mode == Mode::kPingPong;
+    const bool probe_row = mechanism.is_placement_probe() && mode == Mode::kPingPong;
     const auto once = [&](int64_t* own) {
       result = RunOnce(mechanism, spec, placement, budget.timeout_s());
       if (probe_row && result.status.ok()) *own = result.rtt.p50_ns;

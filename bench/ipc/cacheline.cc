@@ -77,6 +77,7 @@ class CachelineMechanism final : public Mechanism {
   }
   bool HasStream() const override { return false; }
   size_t fixed_size() const override { return sizeof(uint64_t); }
+  bool is_placement_probe() const override { return true; }
 
   Status Prepare(const RunSpec&) override {
     void* page =

@@ -24,7 +24,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <string>
 
 #include "bench/ipc/harness.h"
 #include "bench/ipc/mechanism.h"

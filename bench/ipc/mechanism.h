@@ -116,6 +116,9 @@ class Mechanism {
   // Nonzero: the figure does not depend on the message size, so the row is measured once at
   // this size instead of at every --sizes entry.
   virtual size_t fixed_size() const { return 0; }
+  // True for the cacheline row: its round trip is what FloorWatch probes, so ipc_compare
+  // counts each of its round-trip runs as a probe of the placement too.
+  virtual bool is_placement_probe() const { return false; }
   // False when this machine cannot move `size`-byte messages this way; *why_not is then
   // printed as a note and the row's figures are null.
   virtual bool Supports(size_t size, std::string* why_not) const {
